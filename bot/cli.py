@@ -1,0 +1,84 @@
+"""Entry point: ``python -m bot`` / ``nbhelp``.
+
+nbhelp                 run the bot: chat adapters whose tokens are set, else the console
+nbhelp console         the interactive console chat
+nbhelp ask "/status"   one message through the core; prints the reply (attachments → --out)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import logging
+import sys
+from pathlib import Path
+
+from pydantic import ValidationError
+
+from bot import logs
+from bot.settings import Settings, secret_values
+
+log = logging.getLogger("nbhelp")
+
+NO_TERMINAL = (
+    "nbhelp: no chat platform is configured and there is no terminal for the console chat.\n"
+    "Set NBHELP_TELEGRAM_TOKEN and/or NBHELP_DISCORD_TOKEN (see README), "
+    'or run `python -m bot ask "/help"` for a one-shot answer.'
+)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="nbhelp", description="Help when cloud notebooks fail.")
+    sub = p.add_subparsers(dest="cmd")
+    ask = sub.add_parser("ask", help="answer one message and exit")
+    ask.add_argument("message", help='e.g. "/status colab"')
+    ask.add_argument(
+        "--out", type=Path, help="folder for images and files (default NBHELP_OUT_DIR)"
+    )
+    sub.add_parser("console", help="interactive console chat")
+    return p
+
+
+def _start(verbose_default: str = "WARNING") -> tuple[Settings, object]:
+    from bot.core.app import Core
+    from knowledge.loader import KnowledgeError
+
+    try:
+        settings = Settings()
+    except ValidationError as exc:
+        raise SystemExit(f"nbhelp: invalid settings: {exc}") from None
+    logs.setup(
+        settings.log_level if settings.log_level != "INFO" else verbose_default,
+        secret_values(settings),
+        settings.log_file,
+    )
+    try:
+        core = Core.create(settings)
+    except KnowledgeError as exc:
+        raise SystemExit(f"nbhelp: cannot start: {exc}") from None
+    return settings, core
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bot.adapters.console import ConsoleAdapter
+
+    if args.cmd == "ask":
+        settings, core = _start()
+        adapter = ConsoleAdapter(core, args.out or settings.out_dir)  # type: ignore[arg-type]
+        print(asyncio.run(adapter.ask(args.message)))
+        return 0
+    settings, core = _start("INFO") if args.cmd is None else _start()
+    tokens = settings.telegram_token or settings.discord_token
+    if args.cmd is None and tokens:
+        raise SystemExit(
+            "nbhelp: chat adapters arrive with their issues; unset the tokens to use the console"
+        )
+    if not sys.stdin.isatty():
+        print(NO_TERMINAL, file=sys.stderr)
+        return 2
+    adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty())  # type: ignore[arg-type]
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(adapter.run())
+    return 0

@@ -1,0 +1,208 @@
+"""Shared rendering: split a reply into messages within a platform's limit.
+
+Splitting works on the semantic blocks, never on rendered markup: a block that does not fit
+is cut into smaller blocks of the same kind (a code block by lines, then by characters) and
+each is rendered on its own, so a code block is always closed and reopened, never broken.
+When a reply needs more than ``max_messages`` messages, the first part is sent and the whole
+reply is attached as a text file.
+"""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+from abc import ABC, abstractmethod
+
+from bot.core.models import (
+    Attachment,
+    Block,
+    BulletList,
+    CodeBlock,
+    Inline,
+    Link,
+    Paragraph,
+    Rendered,
+    Reply,
+    Span,
+)
+
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def sanitize(text: str) -> str:
+    """Remove terminal escapes, NUL and other control characters and lone surrogates."""
+    text = _ANSI.sub("", text)
+    text = _CONTROL.sub("", text)
+    if any(unicodedata.category(c) == "Cs" for c in text):
+        text = text.encode("utf-8", "replace").decode("utf-8")
+    return text
+
+
+def units(text: str) -> int:
+    """Length as chat platforms count it (UTF-16 code units, never fewer than code points)."""
+    return len(text.encode("utf-16-le")) // 2
+
+
+def plain_inline(part: Inline) -> str:
+    if isinstance(part, Link):
+        return part.text if part.text == part.url else f"{part.text} ({part.url})"
+    return part.text
+
+
+def plain_text(reply: Reply) -> str:
+    """The whole reply as plain text (for the attached file when it is too long)."""
+    out: list[str] = []
+    if reply.title:
+        out.append(sanitize(reply.title))
+    for block in reply.blocks:
+        if isinstance(block, Paragraph):
+            out.append(sanitize("".join(plain_inline(p) for p in block.parts)))
+        elif isinstance(block, BulletList):
+            out.append(
+                "\n".join(
+                    (f"{i}. " if block.numbered else "• ")
+                    + sanitize("".join(plain_inline(p) for p in item))
+                    for i, item in enumerate(block.items, 1)
+                )
+            )
+        else:
+            out.append(sanitize(block.code))
+    return "\n\n".join(out) + "\n"
+
+
+def _halve_text(text: str) -> tuple[str, str]:
+    mid = len(text) // 2
+    cut = text.rfind(" ", 0, mid + 1)
+    if cut <= 0:
+        cut = text.find(" ", mid)
+    if cut <= 0 or cut >= len(text) - 1:
+        cut = max(1, mid)
+    return text[:cut], text[cut:]
+
+
+def split_block(block: Block) -> list[Block]:
+    """Cut a block into two or more smaller blocks of the same meaning."""
+    if isinstance(block, CodeBlock):
+        lines = block.code.split("\n")
+        if len(lines) > 1:
+            h = len(lines) // 2
+            return [
+                CodeBlock("\n".join(lines[:h]), block.language),
+                CodeBlock("\n".join(lines[h:]), block.language),
+            ]
+        mid = max(1, len(block.code) // 2)
+        return [
+            CodeBlock(block.code[:mid], block.language),
+            CodeBlock(block.code[mid:], block.language),
+        ]
+    if isinstance(block, BulletList):
+        if len(block.items) > 1:
+            h = len(block.items) // 2
+            return [
+                BulletList(block.items[:h], block.numbered),
+                BulletList(block.items[h:], block.numbered),
+            ]
+        return [Paragraph((Span("• "), *block.items[0]))] if block.items else []
+    parts = block.parts
+    if len(parts) > 1:
+        h = len(parts) // 2
+        return [Paragraph(parts[:h]), Paragraph(parts[h:])]
+    if not parts:
+        return []
+    only = parts[0]
+    if isinstance(only, Link):
+        only = Span(plain_inline(only))
+    a, b = _halve_text(only.text)
+    return [Paragraph((Span(a, only.style),)), Paragraph((Span(b, only.style),))]
+
+
+class Renderer(ABC):
+    """Renders a reply for one platform. Subclasses supply inline and block markup."""
+
+    name: str = "plain"
+    limit: int = 4000  # per message, in UTF-16 units
+    max_messages: int = 3
+    separator: str = "\n\n"
+
+    @abstractmethod
+    def inline(self, part: Inline) -> str: ...
+
+    @abstractmethod
+    def code_block(self, block: CodeBlock) -> str: ...
+
+    def title(self, text: str) -> str:
+        return self.inline(Span(text, "bold"))
+
+    def paragraph(self, block: Paragraph) -> str:
+        return "".join(self.inline(p) for p in block.parts)
+
+    def bullet_list(self, block: BulletList) -> str:
+        lines = []
+        for i, item in enumerate(block.items, 1):
+            mark = f"{i}. " if block.numbered else "• "
+            lines.append(mark + "".join(self.inline(p) for p in item))
+        return "\n".join(lines)
+
+    def block(self, block: Block) -> str:
+        if isinstance(block, Paragraph):
+            return self.paragraph(block)
+        if isinstance(block, BulletList):
+            return self.bullet_list(block)
+        return self.code_block(block)
+
+    # -- splitting and packing --------------------------------------------------------------
+
+    def pieces(self, block: Block, depth: int = 0) -> list[str]:
+        text = self.block(block)
+        if units(text) <= self.limit:
+            return [text] if text.strip() else []
+        if depth > 64:  # cannot happen for sane limits; never loop forever
+            return []
+        out: list[str] = []
+        for sub in split_block(block):
+            out.extend(self.pieces(sub, depth + 1))
+        return out
+
+    def pack(self, pieces: list[str]) -> list[str]:
+        messages: list[str] = []
+        current = ""
+        for piece in pieces:
+            candidate = f"{current}{self.separator}{piece}" if current else piece
+            if units(candidate) <= self.limit:
+                current = candidate
+            else:
+                if current:
+                    messages.append(current)
+                current = piece
+        if current:
+            messages.append(current)
+        return messages
+
+    def render(self, reply: Reply) -> Rendered:
+        pieces: list[str] = []
+        if reply.title:
+            pieces.extend(self.pieces(Paragraph((Span(sanitize(reply.title), "bold"),))))
+        for block in reply.blocks:
+            pieces.extend(self.pieces(block))
+        messages = self.pack(pieces)
+        files = reply.files
+        if len(messages) > self.max_messages:
+            note = self.paragraph(
+                Paragraph(
+                    (Span("… the full reply is attached as ", "italic"), Span("reply.txt", "code"))
+                )
+            )
+            head = (
+                self.pack([*pieces[:1], note])
+                if units(pieces[0]) + units(note) + 2 <= self.limit
+                else [note]
+            )
+            messages = head[:1]
+            files = (
+                Attachment(plain_text(reply).encode("utf-8"), "reply.txt", "the full reply"),
+                *files,
+            )
+        if not messages and not reply.images and not files:
+            messages = ["(empty reply)"]
+        return Rendered(tuple(messages), reply.images, files, reply.ephemeral)

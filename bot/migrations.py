@@ -1,0 +1,27 @@
+"""Every feature's schema steps, in one place so their numbers never collide.
+
+Numbers: 1-99 core, 100-199 monitor (outage intelligence), 200-299 kernels (/run).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from bot.store import migration
+
+if TYPE_CHECKING:
+    import sqlite_utils
+
+
+@migration(1, "meta")
+def _meta(db: sqlite_utils.Database) -> None:
+    db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+@migration(2, "search index")
+def _search(db: sqlite_utils.Database) -> None:
+    # Rebuilt from the knowledge base whenever its content hash changes (see knowledge.search).
+    db.execute(
+        "CREATE VIRTUAL TABLE IF NOT EXISTS kb_search USING fts5("
+        "doc_id UNINDEXED, kind UNINDEXED, title, body, keywords, tokenize = 'porter unicode61')"
+    )

@@ -1,0 +1,178 @@
+"""Pydantic schema of the knowledge base: platforms, known non-outage messages, tips.
+
+Every fact that a source does not confirm is written as ``"unknown"`` rather than guessed;
+the tri-state ``Fact`` type makes that explicit and the ranking treats it as such.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, HttpUrl, field_validator, model_validator
+
+Fact = Literal["yes", "no", "partial", "unknown"]
+"""A tri-state fact: ``partial`` means "with conditions" (e.g. a GPU only after verification)."""
+
+Bandwidth = Literal["low", "medium", "high", "unknown"]
+Collaboration = Literal["realtime", "sharing", "none", "unknown"]
+SourceKind = Literal[
+    "http",  # plain probe: DNS -> TCP -> TLS -> HTTP status, latency, optional keyword
+    "statuspage",  # Atlassian Statuspage summary.json
+    "google_cloud",  # status.cloud.google.com incidents.json
+    "google_workspace",  # Google Workspace incidents.json
+    "betterstack",  # Better Stack index.json
+    "binder_health",  # a mybinder.org federation member's /health
+    "github_issues",  # open GitHub issues with a label (Colab's `announce`)
+]
+
+ID_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class Lifecycle(Strict):
+    state: Literal["alive", "retired"]
+    announced_on: date | None = None
+    retired_on: date | None = None
+    successors: list[str] = Field(default_factory=list)
+    note: str = ""
+
+    @model_validator(mode="after")
+    def _retired_needs_date(self) -> Lifecycle:
+        if self.state == "retired" and (self.retired_on is None or not self.successors):
+            raise ValueError("a retired platform needs retired_on and at least one successor")
+        if self.state == "alive" and self.retired_on is not None:
+            raise ValueError("an alive platform cannot have retired_on")
+        return self
+
+
+class Accelerators(Strict):
+    gpu: Fact
+    gpu_model: str = "unknown"
+    tpu: Fact
+    tpu_model: str = "unknown"
+    notes: str = ""
+
+
+class Limits(Strict):
+    summary: str = Field(min_length=1)
+    session: str = "unknown"
+    ram: str = "unknown"
+
+
+class Storage(Strict):
+    persistent: Fact
+    summary: str = "unknown"
+
+
+class Signup(Strict):
+    account: Fact
+    phone: Fact
+    card: Fact
+    notes: str = ""
+
+
+class Access(Strict):
+    internet: Fact  # can the notebook itself reach the internet (pip install, downloads)?
+    offline: Fact  # does it keep working without a connection on the user's side?
+    bandwidth: Bandwidth  # how much connection the user needs
+
+
+class StatusSource(Strict):
+    kind: SourceKind
+    url: HttpUrl
+    name: str = ""
+    component: str | None = None  # statuspage component name, e.g. "Codespaces"
+    products: list[str] = Field(default_factory=list)  # google incident product titles
+    label: str | None = None  # github_issues label
+    keyword: str | None = None  # http: text the body must contain
+    degraded_ms: int | None = Field(default=None, gt=0)  # http: slower than this = degraded
+    official: bool = False  # an official feed (moves the verdict at once) vs our own probe
+
+
+class Platform(Strict):
+    id: str
+    name: str = Field(min_length=1, max_length=60)
+    aliases: list[str] = Field(default_factory=list)
+    url: HttpUrl
+    summary: str = Field(min_length=1, max_length=200)
+    lifecycle: Lifecycle
+    accelerators: Accelerators
+    limits: Limits
+    storage: Storage
+    signup: Signup
+    access: Access
+    languages: list[str] = Field(min_length=1)
+    collaboration: Collaboration
+    private: Fact
+    strengths: list[str] = Field(default_factory=list)
+    caveats: list[str] = Field(default_factory=list)
+    move_steps: list[str] = Field(default_factory=list)
+    status_sources: list[StatusSource] = Field(default_factory=list)
+    priority: int = Field(ge=0, le=100, description="editorial tie-break: higher ranks first")
+    last_verified: date
+    sources: list[HttpUrl] = Field(min_length=1)
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not ID_RE.match(v):
+            raise ValueError("id must be lowercase letters, digits and '-', at most 40 characters")
+        return v
+
+    @field_validator("aliases", "languages")
+    @classmethod
+    def _lower(cls, v: list[str]) -> list[str]:
+        return [a.strip().lower() for a in v if a.strip()]
+
+    @model_validator(mode="after")
+    def _steps(self) -> Platform:
+        if self.lifecycle.state == "alive" and not 2 <= len(self.move_steps) <= 4:
+            raise ValueError("an alive platform needs 2-4 move_steps")
+        return self
+
+    @property
+    def alive(self) -> bool:
+        return self.lifecycle.state == "alive"
+
+
+class KnownMessage(Strict):
+    id: str
+    platform: str
+    title: str = Field(min_length=1, max_length=100)
+    patterns: list[str] = Field(min_length=1)  # case-insensitive substrings of what users see
+    explanation: str = Field(min_length=1)
+    what_to_do: list[str] = Field(min_length=1)
+    not_an_outage: bool = True
+    last_verified: date
+    sources: list[HttpUrl] = Field(min_length=1)
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        out = [p.strip().lower() for p in v if p.strip()]
+        if not out:
+            raise ValueError("at least one non-empty pattern")
+        return out
+
+
+class Tip(Strict):
+    id: str
+    title: str = Field(min_length=1, max_length=100)
+    platforms: list[str] = Field(default_factory=list)  # empty = applies everywhere
+    keywords: list[str] = Field(default_factory=list)
+    steps: list[str] = Field(min_length=1)
+    code: str = ""  # optional snippet shown as a code block
+    sources: list[HttpUrl] = Field(default_factory=list)
+
+
+class MessagesFile(Strict):
+    message: list[KnownMessage]
+
+
+class TipsFile(Strict):
+    tip: list[Tip]
