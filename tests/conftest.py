@@ -1,0 +1,71 @@
+"""Shared fixtures: a whole bot core on a real SQLite file, driven like a chat (errbot's
+``testbot`` idea: the adapters' network replaced by direct calls)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from bot.core.app import Core
+from bot.core.models import Reply
+from bot.core.render import ConsoleRenderer
+from bot.settings import Settings
+from knowledge.loader import KnowledgeBase, load
+
+
+@pytest.fixture(scope="session")
+def kb() -> KnowledgeBase:
+    return load()
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(db=tmp_path / "nbhelp.db", out_dir=tmp_path / "out", _env_file=None)  # type: ignore[call-arg]
+
+
+@pytest.fixture
+def core(settings: Settings) -> Iterator[Core]:
+    c = Core.create(settings)
+    yield c
+    c.close()
+
+
+class Chat:
+    """Talk to the core as one user in one chat and read replies as plain text."""
+
+    def __init__(
+        self,
+        core: Core,
+        *,
+        chat_id: str = "c1",
+        user_id: str = "u1",
+        private: bool = True,
+        admin: bool = False,
+    ) -> None:
+        self.core = core
+        self.chat_id, self.user_id, self.private, self.admin = chat_id, user_id, private, admin
+        self.renderer = ConsoleRenderer()
+
+    async def reply(self, text: str, replied_text: str | None = None) -> Reply:
+        r = await self.core.handle_text(
+            text,
+            platform="test",
+            chat_id=self.chat_id,
+            user_id=self.user_id,
+            display_name=self.user_id,
+            is_private=self.private,
+            is_admin=self.admin,
+            replied_text=replied_text,
+        )
+        assert r is not None
+        return r
+
+    async def say(self, text: str, replied_text: str | None = None) -> str:
+        return "\n\n".join(self.renderer.render(await self.reply(text, replied_text)).messages)
+
+
+@pytest.fixture
+def chat(core: Core) -> Chat:
+    return Chat(core)
