@@ -35,7 +35,9 @@ def main() -> int:
             help_.append(timed(ask, env, tmp))
     med_bare, med_help = statistics.median(bare), statistics.median(help_)
     print(f"python -c pass          median {med_bare * 1000:7.1f} ms  ({RUNS} runs)")
-    print(f"python -m bot ask /help median {med_help * 1000:7.1f} ms  max {max(help_) * 1000:.1f} ms")
+    print(
+        f"python -m bot ask /help median {med_help * 1000:7.1f} ms  max {max(help_) * 1000:.1f} ms"
+    )
     ok = med_help < TARGET_S
     print(f"target: median < {TARGET_S * 1000:.0f} ms -> {'PASS' if ok else 'FAIL'}")
     return 0 if ok else 1

@@ -12,6 +12,8 @@ from __future__ import annotations
 import re
 import unicodedata
 from abc import ABC, abstractmethod
+from collections.abc import Callable
+from typing import TypeVar
 
 from bot.core.models import (
     Attachment,
@@ -26,6 +28,7 @@ from bot.core.models import (
     Span,
 )
 
+T = TypeVar("T")
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
 _ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
 
@@ -71,50 +74,61 @@ def plain_text(reply: Reply) -> str:
     return "\n\n".join(out) + "\n"
 
 
-def _halve_text(text: str) -> tuple[str, str]:
-    mid = len(text) // 2
-    cut = text.rfind(" ", 0, mid + 1)
-    if cut <= 0:
-        cut = text.find(" ", mid)
-    if cut <= 0 or cut >= len(text) - 1:
-        cut = max(1, mid)
-    return text[:cut], text[cut:]
+def _cut_text(text: str, n: int) -> list[str]:
+    """Cut text into about ``n`` parts of similar length, at spaces where possible."""
+    size = max(1, -(-len(text) // n))
+    out: list[str] = []
+    while len(text) > size:
+        cut = text.rfind(" ", size // 2, size + 1)
+        cut = size if cut <= 0 else cut
+        out.append(text[:cut])
+        text = text[cut:]
+    return [*out, text] if text else out
 
 
-def split_block(block: Block) -> list[Block]:
-    """Cut a block into two or more smaller blocks of the same meaning."""
+def _groups(items: tuple[T, ...] | list[T], n: int, weight: Callable[[T], int]) -> list[list[T]]:
+    """Split items, in order, into at most ``n`` groups of similar total weight."""
+    total = sum(weight(x) for x in items) or 1
+    target = total / n
+    groups: list[list[T]] = [[]]
+    acc = 0
+    for x in items:
+        if groups[-1] and acc + weight(x) > target and len(groups) < n:
+            groups.append([])
+            acc = 0
+        groups[-1].append(x)
+        acc += weight(x)
+    return groups
+
+
+def split_block(block: Block, n: int = 2) -> list[Block]:
+    """Cut a block into ``n`` (at least two) smaller blocks of the same meaning."""
+    n = max(2, n)
     if isinstance(block, CodeBlock):
         lines = block.code.split("\n")
         if len(lines) > 1:
-            h = len(lines) // 2
-            return [
-                CodeBlock("\n".join(lines[:h]), block.language),
-                CodeBlock("\n".join(lines[h:]), block.language),
-            ]
-        mid = max(1, len(block.code) // 2)
-        return [
-            CodeBlock(block.code[:mid], block.language),
-            CodeBlock(block.code[mid:], block.language),
-        ]
+            groups = _groups(lines, min(n, len(lines)), lambda line: len(line) + 1)
+            return [CodeBlock("\n".join(g), block.language) for g in groups]
+        return [CodeBlock(t, block.language) for t in _cut_text(block.code, n)]
     if isinstance(block, BulletList):
         if len(block.items) > 1:
-            h = len(block.items) // 2
-            return [
-                BulletList(block.items[:h], block.numbered),
-                BulletList(block.items[h:], block.numbered),
-            ]
+            groups = _groups(
+                block.items,
+                min(n, len(block.items)),
+                lambda it: sum(len(plain_inline(p)) for p in it),
+            )
+            return [BulletList(tuple(g), block.numbered) for g in groups]
         return [Paragraph((Span("• "), *block.items[0]))] if block.items else []
     parts = block.parts
     if len(parts) > 1:
-        h = len(parts) // 2
-        return [Paragraph(parts[:h]), Paragraph(parts[h:])]
+        groups = _groups(parts, min(n, len(parts)), lambda p: len(plain_inline(p)))
+        return [Paragraph(tuple(g)) for g in groups]
     if not parts:
         return []
     only = parts[0]
     if isinstance(only, Link):
         only = Span(plain_inline(only))
-    a, b = _halve_text(only.text)
-    return [Paragraph((Span(a, only.style),)), Paragraph((Span(b, only.style),))]
+    return [Paragraph((Span(t, only.style),)) for t in _cut_text(only.text, n)]
 
 
 class Renderer(ABC):
@@ -160,7 +174,7 @@ class Renderer(ABC):
         if depth > 64:  # cannot happen for sane limits; never loop forever
             return []
         out: list[str] = []
-        for sub in split_block(block):
+        for sub in split_block(block, -(-units(text) * 10 // (self.limit * 9))):
             out.extend(self.pieces(sub, depth + 1))
         return out
 

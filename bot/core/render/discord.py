@@ -23,8 +23,8 @@ def escape(text: str) -> str:
 
 
 def _fence_safe(text: str) -> str:
-    """Code may not close its own fence."""
-    text = sanitize(text).replace("```", "`" + ZWSP + "``")
+    """Code may not close its own fence, nor carry a mass mention."""
+    text = _MASS.sub("@" + ZWSP + r"\1", sanitize(text)).replace("```", "`" + ZWSP + "``")
     return text + ZWSP if text.endswith("`") else text
 
 
@@ -40,7 +40,7 @@ class DiscordRenderer(Renderer):
             url = sanitize(part.url).replace(")", "%29").replace(" ", "%20")
             return f"[{escape(part.text)}](<{url}>)"
         if part.style == "code":
-            body = sanitize(part.text).replace("`", "ˋ")
+            body = _MASS.sub("@" + ZWSP + r"\1", sanitize(part.text)).replace("`", "ˋ")
             return f"`{body}`" if body.strip() else escape(part.text)
         text = escape(part.text)
         if part.style == "bold":
