@@ -13,11 +13,15 @@ import contextlib
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from bot import logs
 from bot.settings import Settings, secret_values
+
+if TYPE_CHECKING:
+    from bot.core.app import Core
 
 log = logging.getLogger("nbhelp")
 
@@ -70,15 +74,31 @@ def main(argv: list[str] | None = None) -> int:
         print(asyncio.run(adapter.ask(args.message)))
         return 0
     settings, core = _start("INFO") if args.cmd is None else _start()
-    tokens = settings.telegram_token or settings.discord_token
-    if args.cmd is None and tokens:
-        raise SystemExit(
-            "nbhelp: chat adapters arrive with their issues; unset the tokens to use the console"
-        )
+    if args.cmd is None and (settings.telegram_token or settings.discord_token):
+        return asyncio.run(_serve_chats(settings, core))  # type: ignore[arg-type]
     if not sys.stdin.isatty():
         print(NO_TERMINAL, file=sys.stderr)
         return 2
     adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty())  # type: ignore[arg-type]
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(adapter.run())
+    return 0
+
+
+async def _serve_chats(settings: Settings, core: Core) -> int:
+    """Run every chat adapter whose token is set, in this one event loop."""
+    from bot.adapters.base import Adapter
+    from bot.runner import serve
+
+    adapters: list[Adapter] = []
+    if settings.telegram_token:
+        from bot.adapters.telegram import TelegramAdapter
+
+        adapters.append(TelegramAdapter(core, settings))
+    if settings.discord_token:
+        from bot.adapters.discord import DiscordAdapter
+
+        adapters.append(DiscordAdapter(core, settings))
+    log.info("starting %s", ", ".join(a.name for a in adapters))
+    await serve(core, adapters)
     return 0

@@ -23,8 +23,30 @@ class Settings(BaseSettings):
     log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
     log_file: Path | None = Field(None, description="also write the log to this file")
 
-    telegram_token: SecretStr | None = None
-    discord_token: SecretStr | None = None
+    telegram_token: SecretStr | None = Field(None, description="Telegram bot token from @BotFather")
+    telegram_base_url: str = Field(
+        "https://api.telegram.org/bot", description="Bot API base; the token is appended"
+    )
+    telegram_base_file_url: str = Field(
+        "https://api.telegram.org/file/bot", description="file download base"
+    )
+    telegram_webhook_url: str | None = Field(
+        None, description="public https URL: webhook mode instead of long polling"
+    )
+    telegram_webhook_listen: str = Field("0.0.0.0", description="webhook listen address")
+    telegram_webhook_port: int = Field(8443, description="webhook listen port")
+    telegram_webhook_secret: SecretStr | None = Field(
+        None, description="secret token Telegram must send with every update"
+    )
+
+    discord_token: SecretStr | None = Field(None, description="Discord bot token")
+    discord_guild_id: int | None = Field(
+        None, description="sync slash commands to this server only (immediate; development)"
+    )
+    discord_api_base: str = Field("https://discord.com/api/v10", description="REST API base")
+    discord_gateway_url: str = Field(
+        "wss://gateway.discord.gg/", description="gateway WebSocket URL"
+    )
 
 
 def secret_values(settings: Settings) -> list[str]:

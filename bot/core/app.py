@@ -7,10 +7,13 @@ that is also in the log with the traceback. The core never raises to an adapter.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import difflib
 import logging
 import time
+from collections.abc import Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
 from bot.core.context import Context
 from bot.core.errors import UserError, new_error_id
@@ -21,6 +24,9 @@ from bot.settings import Settings
 from bot.store import Store
 from knowledge import search
 from knowledge.loader import load
+
+if TYPE_CHECKING:
+    from bot.adapters.base import Adapter
 
 log = logging.getLogger("nbhelp.core")
 
@@ -124,6 +130,12 @@ class Core:
             raise UserError(f"Only an admin of this chat can use /{command.name} here.")
         handler = command.load()
         return await handler(self.ctx, msg)
+
+    def background_tasks(
+        self, adapters: Sequence[Adapter], stop: asyncio.Event
+    ) -> list[Coroutine[Any, Any, None]]:
+        """Coroutines the runner keeps alive while the bot runs (alert delivery, …)."""
+        return []
 
     def close(self) -> None:
         self.ctx.store.close()
