@@ -44,7 +44,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _start(verbose_default: str = "WARNING") -> tuple[Settings, object]:
+def _start(console: bool) -> tuple[Settings, Core]:
     from bot.core.app import Core
     from knowledge.loader import KnowledgeError
 
@@ -52,11 +52,9 @@ def _start(verbose_default: str = "WARNING") -> tuple[Settings, object]:
         settings = Settings()
     except ValidationError as exc:
         raise SystemExit(f"nbhelp: invalid settings: {exc}") from None
-    logs.setup(
-        settings.log_level if settings.log_level != "INFO" else verbose_default,
-        secret_values(settings),
-        settings.log_file,
-    )
+    chats = not console and bool(settings.telegram_token or settings.discord_token)
+    level = settings.log_level or ("INFO" if chats else "WARNING")
+    logs.setup(level, secret_values(settings), settings.log_file)
     try:
         core = Core.create(settings)
     except KnowledgeError as exc:
@@ -69,17 +67,17 @@ def main(argv: list[str] | None = None) -> int:
     from bot.adapters.console import ConsoleAdapter
 
     if args.cmd == "ask":
-        settings, core = _start()
-        adapter = ConsoleAdapter(core, args.out or settings.out_dir)  # type: ignore[arg-type]
+        settings, core = _start(console=True)
+        adapter = ConsoleAdapter(core, args.out or settings.out_dir)
         print(asyncio.run(adapter.ask(args.message)))
         return 0
-    settings, core = _start("INFO") if args.cmd is None else _start()
+    settings, core = _start(console=args.cmd == "console")
     if args.cmd is None and (settings.telegram_token or settings.discord_token):
-        return asyncio.run(_serve_chats(settings, core))  # type: ignore[arg-type]
+        return asyncio.run(_serve_chats(settings, core))
     if not sys.stdin.isatty():
         print(NO_TERMINAL, file=sys.stderr)
         return 2
-    adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty())  # type: ignore[arg-type]
+    adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty())
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(adapter.run())
     return 0

@@ -20,7 +20,11 @@ class Settings(BaseSettings):
     db: Path = Field(Path("nbhelp.db"), description="SQLite file of the store")
     config: Path | None = Field(None, description="TOML file adding or overriding platforms")
     out_dir: Path = Field(Path("nbhelp-out"), description="where the console saves attachments")
-    log_level: str = Field("INFO", description="DEBUG, INFO, WARNING or ERROR")
+    log_level: str | None = Field(
+        None,
+        description="DEBUG, INFO, WARNING or ERROR; default INFO for chat adapters, "
+        "WARNING in the console and for `ask` (the log would mix with the chat)",
+    )
     log_file: Path | None = Field(None, description="also write the log to this file")
 
     telegram_token: SecretStr | None = Field(None, description="Telegram bot token from @BotFather")

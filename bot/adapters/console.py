@@ -61,7 +61,7 @@ class ConsoleAdapter:
         reply = await self.core.handle_text(
             text,
             platform=self.platform,
-            chat_id=f"console:{self.user}",
+            chat_id=self.user,
             user_id=self.user,
             display_name=self.user,
             is_private=True,
