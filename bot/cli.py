@@ -1,8 +1,9 @@
 """Entry point: ``python -m bot`` / ``nbhelp``.
 
-nbhelp                 run the bot: chat adapters whose tokens are set, else the console
-nbhelp console         the interactive console chat
-nbhelp ask "/status"   one message through the core; prints the reply (attachments → --out)
+nbhelp                  run the bot: chat adapters whose tokens are set, else the console
+nbhelp console          the interactive console chat
+nbhelp ask "/status"    one message through the core; prints the reply (attachments → --out)
+nbhelp probe [platform] one sweep of the outage monitor; prints the verdicts
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ def _parser() -> argparse.ArgumentParser:
         "--out", type=Path, help="folder for images and files (default NBHELP_OUT_DIR)"
     )
     sub.add_parser("console", help="interactive console chat")
+    probe = sub.add_parser("probe", help="check platforms now and print the verdicts")
+    probe.add_argument("platform", nargs="?", help="one platform (default: all)")
     return p
 
 
@@ -64,23 +67,67 @@ def _start(console: bool) -> tuple[Settings, Core]:
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from bot.adapters.console import ConsoleAdapter
-
     if args.cmd == "ask":
         settings, core = _start(console=True)
-        adapter = ConsoleAdapter(core, args.out or settings.out_dir)
-        print(asyncio.run(adapter.ask(args.message)))
+        print(asyncio.run(_ask(core, args.message, args.out or settings.out_dir)))
         return 0
+    if args.cmd == "probe":
+        _, core = _start(console=True)
+        return asyncio.run(_probe(core, args.platform))
     settings, core = _start(console=args.cmd == "console")
     if args.cmd is None and (settings.telegram_token or settings.discord_token):
         return asyncio.run(_serve_chats(settings, core))
     if not sys.stdin.isatty():
         print(NO_TERMINAL, file=sys.stderr)
         return 2
-    adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty())
     with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(adapter.run())
+        asyncio.run(_console(settings, core))
     return 0
+
+
+async def _ask(core: Core, message: str, out: Path) -> str:
+    from bot.adapters.console import ConsoleAdapter
+
+    try:
+        return await ConsoleAdapter(core, out).ask(message)
+    finally:
+        await core.aclose()
+
+
+async def _probe(core: Core, name: str | None) -> int:
+    from knowledge.loader import KnowledgeError
+
+    monitor = core.ctx.service("monitor")
+    try:
+        ids = None
+        if name:
+            platform = core.ctx.knowledge.resolve(name)
+            if platform is None:
+                close = ", ".join(core.ctx.knowledge.suggest(name)) or "none"
+                print(f"unknown platform {name!r} (close: {close})", file=sys.stderr)
+                return 2
+            ids = [platform.id]
+        await monitor.sweep(ids)
+        for pid in ids or monitor.monitored:
+            print("\n".join(monitor.verdict(pid).lines()))
+        return 0
+    except KnowledgeError as exc:
+        print(f"nbhelp: {exc}", file=sys.stderr)
+        return 2
+    finally:
+        await core.aclose()
+
+
+async def _console(settings: Settings, core: Core) -> None:
+    from bot.adapters.console import ConsoleAdapter
+    from bot.runner import serve
+
+    stop = asyncio.Event()
+    adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty(), on_exit=stop.set)
+    try:
+        await serve(core, [adapter], stop)
+    finally:
+        core.close()
 
 
 async def _serve_chats(settings: Settings, core: Core) -> int:
@@ -98,5 +145,8 @@ async def _serve_chats(settings: Settings, core: Core) -> int:
 
         adapters.append(DiscordAdapter(core, settings))
     log.info("starting %s", ", ".join(a.name for a in adapters))
-    await serve(core, adapters)
+    try:
+        await serve(core, adapters)
+    finally:
+        core.close()
     return 0

@@ -25,3 +25,7 @@ def _search(db: sqlite_utils.Database) -> None:
         "CREATE VIRTUAL TABLE IF NOT EXISTS kb_search USING fts5("
         "doc_id UNINDEXED, kind UNINDEXED, title, body, keywords, tokenize = 'porter unicode61')"
     )
+
+
+# Every feature's steps register themselves on import.
+import bot.monitor.migrations  # noqa: E402, F401

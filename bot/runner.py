@@ -35,7 +35,7 @@ async def serve(core: Core, adapters: Sequence[Adapter], stop: asyncio.Event | N
             loop.add_signal_handler(sig, stop.set)
     started: list[Adapter] = []
     try:
-        for service in core.ctx.services.values():
+        for service in core.ctx.build_all().values():
             await _call(service, "start")
         for adapter in adapters:
             await adapter.start()

@@ -43,4 +43,4 @@ def currently_down(ctx: Context) -> set[str]:
     monitor = ctx.service("monitor")
     if monitor is None:
         return set()
-    return set(monitor.down_platforms())
+    return {pid for pid, status in monitor.current_statuses().items() if status == "down"}

@@ -1,25 +1,188 @@
-"""/status [platform]: retired platforms answer from the knowledge base; live status needs the
-outage monitor, and until it runs the bot says so instead of guessing."""
+"""/status [platform] [chart [7d]]: the outage monitor's verdict, its evidence and age.
+
+Retired platforms answer from the knowledge base. A stale verdict is checked on the spot; in
+a chat the answer waits a few seconds at most (then says a check is running), while the
+console and ``ask`` wait for the check to finish.
+"""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING, Any
+
 from bot.core.context import Context
-from bot.core.models import Inbound, Reply, code, para
-from handlers.common import resolve_platform
+from bot.core.errors import UserError
+from bot.core.models import (
+    Block,
+    Image,
+    Inbound,
+    Inline,
+    Reply,
+    Span,
+    bold,
+    bullets,
+    code,
+    italic,
+    link,
+    para,
+)
+from bot.core.parse import words
+from handlers.common import currently_down, resolve_platform
 from handlers.platforms import retired_blocks
+from knowledge.ranking import rank
+from knowledge.schema import Platform
+
+if TYPE_CHECKING:
+    from bot.monitor import VerdictView
+
+TONE = {"up": "ok", "degraded": "warn", "maintenance": "warn", "down": "error", "unknown": "info"}
+CHART_WORDS = {"chart", "graph", "plot", "history"}
+SPANS = {"24h", "7d", "week", "7days"}
+LOCAL_CHECKS = (
+    "Your connection: does another site load? Try mobile data instead of Wi-Fi, or the reverse",
+    "DNS or VPN: switch DNS (e.g. 1.1.1.1) or turn a VPN off/on",
+    "Account limits: a usage limit or quota message is not an outage (/tips quota)",
+    "Weak connection: /alternatives low-bandwidth",
+)
+
+
+def _wait(msg: Inbound) -> Any:
+    """How long to wait for an on-the-spot check: fully in a terminal, briefly in a chat."""
+    from bot.monitor.service import DEFAULT
+
+    return None if msg.platform == "console" else DEFAULT
+
+
+def monitor_or_none(ctx: Context) -> Any:
+    return ctx.service("monitor")
 
 
 async def status(ctx: Context, msg: Inbound) -> Reply:
-    platform = resolve_platform(ctx, msg.args) if msg.args.strip() else None
+    ws = words(msg.args)
+    wants_chart = bool((CHART_WORDS | SPANS) & set(ws))
+    span = "7d" if {"7d", "week", "7days"} & set(ws) else "24h"
+    name = " ".join(w for w in ws if w not in CHART_WORDS | SPANS)
+    platform = resolve_platform(ctx, name) if name else None
     if platform is not None and not platform.alive:
         return Reply.of(*retired_blocks(ctx, platform), tone="warn")
-    name = platform.name if platform else "the platforms"
-    return Reply.of(
-        para(f"Live status of {name} is not available yet: the outage monitor is not running."),
+    monitor = monitor_or_none(ctx)
+    if monitor is None:
+        raise UserError("Live status is not available: the outage monitor is not configured.")
+    if platform is None:
+        if wants_chart:
+            raise UserError("Name a platform for a chart, e.g. /status colab chart.")
+        return overview(await monitor.status_all(wait_s=_wait(msg)))
+    if not platform.status_sources:
+        return Reply.of(
+            para(
+                bold(platform.name),
+                " has no status source to check: nothing server-side can go down.",
+            ),
+            para(platform.summary),
+        )
+    if wants_chart:
+        png = await monitor.chart(platform.id, span)
+        label = "last 24 h" if span == "24h" else "last 7 days"
+        return Reply(
+            (para(f"{platform.name}: response time and up/down, {label}."),),
+            images=(Image(png, f"{platform.id}-{span}.png", f"{platform.name} — {label}"),),
+        )
+    view = await monitor.status(platform.id, wait_s=_wait(msg))
+    return detail(ctx, platform, view)
+
+
+def overview(views: list[VerdictView]) -> Reply:
+    blocks: list[Block] = []
+    if views and all(v.offline for v in views if v.monitored):
+        from bot.monitor import OFFLINE_LINE
+
+        blocks.append(
+            para(
+                bold(f"⚪ {OFFLINE_LINE[0].upper()}{OFFLINE_LINE[1:]}."),
+                " The platforms may be fine: I cannot tell right now.",
+            )
+        )
+    blocks.append(bullets(*(_line(v) for v in views if v.monitored)))
+    unmonitored = [v.name for v in views if not v.monitored]
+    if unmonitored:
+        blocks.append(
+            para(italic("Nothing to check (runs on your side): " + ", ".join(unmonitored)))
+        )
+    blocks.append(para(code("/status colab"), " gives the evidence for one platform."))
+    return Reply.of(*blocks, title="Notebook platforms — status")
+
+
+def _line(v: VerdictView) -> str:
+    if v.offline:  # the headline is the same everywhere and already said above
+        return f"{v.emoji} {v.name}: unknown"
+    return v.short_line()
+
+
+def detail(ctx: Context, platform: Platform, v: VerdictView) -> Reply:
+    head: list[Inline] = [bold(f"{v.emoji} {platform.name}: {v.headline}")]
+    if v.checking:
+        head.append(Span(" (a fresh check is still running; this is the last result)"))
+    blocks: list[Block] = [para(*head)]
+    evidence: list[tuple[Inline, ...]] = []
+    for e in v.evidence:
+        if e.url:
+            evidence.append((Span(e.text + " "), link("details", e.url)))
+        else:
+            evidence.append((Span(e.text),))
+    if v.reports.reports:
+        evidence.append((Span(v.reports.line),))
+    if evidence:
+        blocks.append(bullets(*evidence))
+    facts = []
+    u = v.uptime
+    if u.h24 is not None:
+        avg = f" · avg {u.avg_latency_ms:.0f} ms" if u.avg_latency_ms is not None else ""
+        facts.append(f"Uptime 24h {_pct(u.h24)} · 7d {_pct(u.d7)} · 30d {_pct(u.d30)}{avg}")
+    if v.last_incident is not None:
+        inc = v.last_incident
+        state = "ongoing" if inc.ongoing else "ended"
+        facts.append(f"Last incident: {inc.title} ({inc.status}, {state})")
+    if facts:
+        blocks.append(para(italic(" · ".join(facts))))
+    if v.offline:
+        blocks.append(
+            para("I cannot reach the internet from here, so I cannot tell whether it is down.")
+        )
+    elif v.status != "up":
+        picks = rank(ctx.knowledge.alive(), exclude=platform.id, down=currently_down(ctx), limit=1)
+        if picks:
+            p = picks[0].platform
+            blocks.append(
+                para(
+                    bold("Meanwhile: "),
+                    f"{p.name} — {p.move_steps[0]}. More: ",
+                    code(f"/alternatives {platform.id}"),
+                )
+            )
+    elif v.probably_local and v.pending is None:
+        blocks.append(
+            para(
+                bold("Up from here and nobody reports trouble: "),
+                "it is probably on your side. Check:",
+            )
+        )
+        checks = list(LOCAL_CHECKS)
+        known = [m for m in ctx.knowledge.messages if m.platform == platform.id and m.not_an_outage]
+        if known:
+            checks.insert(
+                2,
+                f"A message such as “{known[0].patterns[0]}” is not an outage: /tips {known[0].patterns[0]}",
+            )
+        blocks.append(bullets(*checks))
+    blocks.append(
         para(
-            "Meanwhile ",
-            code(f"/alternatives {platform.id if platform else ''}".strip()),
-            " shows where to go.",
-        ),
-        tone="warn",
+            code(f"/status {platform.id} chart"),
+            " · ",
+            code(f"/report {platform.id}"),
+            " if it fails for you",
+        )
     )
+    return Reply.of(*blocks, tone=TONE.get(v.status, "info"))  # type: ignore[arg-type]
+
+
+def _pct(x: float | None) -> str:
+    return "?" if x is None else f"{x * 100:.1f}%"

@@ -1,7 +1,8 @@
 """The console adapter: an interactive terminal chat and the one-shot ``ask``.
 
 Replies are rendered exactly as a chat would show them (plain text, ANSI bold on a terminal);
-images and files are written to the output folder and their paths printed.
+images and files are written to the output folder and their paths printed. Outage alerts for
+a subscribed console chat are printed between prompts.
 """
 
 from __future__ import annotations
@@ -10,7 +11,9 @@ import asyncio
 import getpass
 import re
 import sys
+import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import TextIO
 
@@ -23,17 +26,28 @@ PROMPT = "you> "
 
 
 class ConsoleAdapter:
-    platform = "console"
+    name = "console"
 
     def __init__(
-        self, core: Core, out_dir: Path, *, color: bool = False, stream: TextIO | None = None
+        self,
+        core: Core,
+        out_dir: Path,
+        *,
+        color: bool = False,
+        stream: TextIO | None = None,
+        stdin: TextIO | None = None,
+        on_exit: Callable[[], None] | None = None,
     ) -> None:
         self.core = core
         self.out_dir = out_dir
         self.renderer = ConsoleRenderer(color=color)
         self.stream = stream or sys.stdout
-        self.user = getpass.getuser() if hasattr(getpass, "getuser") else "you"
+        self.stdin = stdin or sys.stdin
+        self.on_exit = on_exit
+        self.user = getpass.getuser()
+        self._task: asyncio.Task[None] | None = None
 
+    # -- rendering ------------------------------------------------------------------------
     def save(self, name: str, data: bytes) -> Path:
         self.out_dir.mkdir(parents=True, exist_ok=True)
         stem = _SAFE_NAME.sub("_", name).strip("._") or "file"
@@ -60,7 +74,7 @@ class ConsoleAdapter:
     async def ask(self, text: str) -> str:
         reply = await self.core.handle_text(
             text,
-            platform=self.platform,
+            platform=self.name,
             chat_id=self.user,
             user_id=self.user,
             display_name=self.user,
@@ -72,20 +86,55 @@ class ConsoleAdapter:
         self.stream.write(text + "\n")
         self.stream.flush()
 
-    async def run(self, stdin: TextIO | None = None) -> None:
-        stdin = stdin or sys.stdin
-        loop = asyncio.get_running_loop()
+    # -- the adapter contract -------------------------------------------------------------
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._chat(), name="nbhelp-console")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and task is not asyncio.current_task():
+            task.cancel()
+            await asyncio.gather(task, return_exceptions=True)
+
+    async def send_alert(self, chat_id: str, reply: Reply) -> None:
+        self.print("\n🔔 " + self.show(reply).replace("\n", "\n   "))
+
+    async def _chat(self) -> None:
+        try:
+            await self.run()
+        finally:
+            if self.on_exit is not None:
+                self.on_exit()
+
+    # -- the chat loop --------------------------------------------------------------------
+    async def run(self) -> None:
+        lines = self._reader()
         self.print("nbhelp console — type /help, or /quit to leave.")
         while True:
             self.stream.write(PROMPT)
             self.stream.flush()
-            line = await loop.run_in_executor(None, stdin.readline)
-            if not line:  # EOF
+            line = await lines.get()
+            if line is None:  # EOF
                 self.print("")
                 return
             text = line.strip()
             if text in ("/quit", "/exit"):
                 return
-            if not text:
-                continue
-            self.print("bot> " + (await self.ask(text)).replace("\n", "\n     "))
+            if text:
+                self.print("bot> " + (await self.ask(text)).replace("\n", "\n     "))
+
+    def _reader(self) -> asyncio.Queue[str | None]:
+        """Lines from stdin, read on a daemon thread so a blocked read never holds up exit."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str | None] = asyncio.Queue()
+
+        def read() -> None:
+            try:
+                for line in iter(self.stdin.readline, ""):
+                    loop.call_soon_threadsafe(queue.put_nowait, line)
+                loop.call_soon_threadsafe(queue.put_nowait, None)
+            except (RuntimeError, ValueError):  # the loop or stdin closed: the chat is over
+                return
+
+        threading.Thread(target=read, name="nbhelp-stdin", daemon=True).start()
+        return queue

@@ -49,7 +49,11 @@ class Core:
         store = Store(settings.db)
         store.migrate()
         search.ensure_index(store, kb)
-        return cls(Context(settings=settings, store=store, knowledge=kb, registry=registry))
+        from bot.services import FACTORIES
+
+        ctx = Context(settings=settings, store=store, knowledge=kb, registry=registry)
+        ctx.factories.update(FACTORIES)
+        return cls(ctx)
 
     async def handle_text(
         self,
@@ -134,8 +138,21 @@ class Core:
     def background_tasks(
         self, adapters: Sequence[Adapter], stop: asyncio.Event
     ) -> list[Coroutine[Any, Any, None]]:
-        """Coroutines the runner keeps alive while the bot runs (alert delivery, …)."""
-        return []
+        """Coroutines the runner keeps alive while the bot runs: alert delivery per adapter."""
+        from bot.core.alerts import deliver
+
+        monitor = self.ctx.service("monitor")
+        if monitor is None:
+            return []
+        return [deliver(monitor, adapter) for adapter in adapters]
+
+    async def aclose(self) -> None:
+        """Close the services built so far, then the store."""
+        for service in self.ctx.services.values():
+            closer = getattr(service, "aclose", None)
+            if closer is not None:
+                await closer()
+        self.ctx.store.close()
 
     def close(self) -> None:
         self.ctx.store.close()

@@ -106,9 +106,56 @@ def build_registry() -> Registry:
             "status",
             "Is a notebook platform down for everyone, or just for you?",
             "handlers.status:status",
-            (PLATFORM,),
-            usage="/status [platform]",
-            examples=("/status", "/status colab"),
+            (
+                PLATFORM,
+                Option("chart", "A chart of the last 24 h or 7 days", choices=("24h", "7d")),
+            ),
+            usage="/status [platform] [chart [7d]]",
+            examples=("/status", "/status colab", "/status colab chart 7d"),
+        )
+    )
+    r.add(
+        Command(
+            "report",
+            "Tell the bot a platform fails for you (counted with others' reports)",
+            "handlers.report:report",
+            (
+                Option(
+                    "platform", "The platform that fails", required=True, autocomplete="platforms"
+                ),
+                Option("what", "What you see, e.g. the error message", rest=True),
+            ),
+            usage="/report <platform> [what you see]",
+            examples=("/report colab cannot connect to runtime",),
+        )
+    )
+    r.add(
+        Command(
+            "subscribe",
+            "Alert this chat when a platform goes down or recovers",
+            "handlers.subscriptions:subscribe",
+            (Option("platforms", "Platform ids, or all", autocomplete="platforms", rest=True),),
+            usage="/subscribe [platforms|all]",
+            examples=("/subscribe colab kaggle", "/subscribe all"),
+            admin_in_groups=True,
+        )
+    )
+    r.add(
+        Command(
+            "unsubscribe",
+            "Stop alerts for some platforms, or all",
+            "handlers.subscriptions:unsubscribe",
+            (Option("platforms", "Platform ids, or all", autocomplete="platforms", rest=True),),
+            usage="/unsubscribe [platforms|all]",
+            admin_in_groups=True,
+        )
+    )
+    r.add(
+        Command(
+            "subscriptions",
+            "Which alerts this chat gets",
+            "handlers.subscriptions:subscriptions",
+            usage="/subscriptions",
         )
     )
     r.add(

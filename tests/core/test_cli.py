@@ -59,8 +59,9 @@ def test_bad_config_fails_at_start_naming_file_and_key(tmp_path: Path) -> None:
 
 async def test_console_adapter_loop_and_attachments(core: Core, tmp_path: Path) -> None:
     out = io.StringIO()
-    adapter = ConsoleAdapter(core, tmp_path / "att", stream=out)
-    await adapter.run(io.StringIO("/status azure\n\n/alternatives offline\n/quit\n/help\n"))
+    stdin = io.StringIO("/status azure\n\n/alternatives offline\n/quit\n/help\n")
+    adapter = ConsoleAdapter(core, tmp_path / "att", stream=out, stdin=stdin)
+    await adapter.run()
     text = out.getvalue()
     assert "2021-01-15" in text and "Jupyter on your own computer" in text
     assert "List the commands" not in text  # stopped at /quit

@@ -1,0 +1,80 @@
+"""/report <platform> [what you see]: a community report, or the explanation of a known
+message that is not an outage."""
+
+from __future__ import annotations
+
+from bot.core.context import Context
+from bot.core.errors import UserError
+from bot.core.models import Block, Inbound, Reply, code, para
+from handlers.common import split_platform
+from handlers.tips import message_blocks
+
+
+def _minutes(seconds: float | None) -> str:
+    m = max(1, round((seconds or 0) / 60))
+    return f"{m} min"
+
+
+async def report(ctx: Context, msg: Inbound) -> Reply:
+    if not msg.args.strip():
+        raise UserError("Say which platform fails for you, e.g. /report colab cannot connect.")
+    platform, _ = split_platform(ctx, msg.args)
+    if platform is None:
+        first = msg.args.split()[0]
+        raise UserError(
+            f"I don't know a platform called “{first[:40]}”. /platforms lists them.",
+            suggestions=tuple(ctx.knowledge.suggest(first)),
+        )
+    if not platform.alive:
+        raise UserError(
+            f"{platform.name} was retired on {platform.lifecycle.retired_on}; see /alternatives."
+        )
+    monitor = ctx.service("monitor")
+    if monitor is None:
+        raise UserError("Reports are not available: the outage monitor is not configured.")
+    known = ctx.knowledge.match_message(msg.args)
+    if known is not None and known.not_an_outage:
+        monitor.add_report(
+            platform.id,
+            adapter=msg.platform,
+            chat_id=msg.chat_id,
+            user_id=msg.user_id,
+            text=msg.args,
+            counts=False,
+        )
+        return Reply.of(*message_blocks(known, ctx.knowledge.label(known.platform)), tone="warn")
+    outcome = monitor.add_report(
+        platform.id, adapter=msg.platform, chat_id=msg.chat_id, user_id=msg.user_id, text=msg.args
+    )
+    blocks: list[Block]
+    if outcome.reason == "duplicate":
+        blocks = [
+            para(
+                f"You already reported {platform.name} recently; one report per person counts. Try again in {_minutes(outcome.retry_after_s)}."
+            )
+        ]
+    elif outcome.reason == "limit":
+        blocks = [
+            para(
+                f"That is a lot of reports from you; try again in {_minutes(outcome.retry_after_s)}."
+            )
+        ]
+    else:
+        s = outcome.summary
+        level = {
+            "detected": "Problems detected by the community.",
+            "possible": "Possible problems.",
+        }.get(s.level, "")
+        blocks = [
+            para(f"Thanks — your report on {platform.name} is counted. {level}".strip()),
+            para(s.line + "."),
+        ]
+    blocks.append(
+        para(
+            code(f"/status {platform.id}"),
+            " shows the evidence; ",
+            code(f"/alternatives {platform.id}"),
+            " where to go meanwhile.",
+        )
+    )
+    return Reply.of(*blocks)

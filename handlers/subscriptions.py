@@ -1,0 +1,76 @@
+"""/subscribe, /unsubscribe, /subscriptions: outage and recovery alerts for this chat.
+In groups only chat admins may (un)subscribe (the registry marks them admin_in_groups)."""
+
+from __future__ import annotations
+
+from bot.core.context import Context
+from bot.core.errors import UserError
+from bot.core.models import Inbound, Reply, code, para
+from bot.core.parse import words
+from handlers.common import resolve_platform
+
+
+def _targets(ctx: Context, args: str) -> list[str] | None:
+    ws = words(args)
+    if not ws or ws == ["all"]:
+        return None
+    ids: list[str] = []
+    rest = " ".join(ws)
+    for chunk in rest.replace(",", " ").split():
+        p = resolve_platform(ctx, chunk, ("all",))
+        if not p.alive:
+            raise UserError(
+                f"{p.name} was retired on {p.lifecycle.retired_on}: there is nothing to watch."
+            )
+        if not p.status_sources:
+            raise UserError(f"{p.name} has nothing server-side to watch.")
+        ids.append(p.id)
+    return list(dict.fromkeys(ids))
+
+
+def _describe(ctx: Context, sub: object) -> str:
+    if getattr(sub, "all", False):
+        return "all platforms"
+    ps = sorted(getattr(sub, "platforms", ()))
+    return ", ".join(ctx.knowledge.label(p) for p in ps) if ps else "nothing"
+
+
+def _monitor(ctx: Context) -> object:
+    monitor = ctx.service("monitor")
+    if monitor is None:
+        raise UserError("Alerts are not available: the outage monitor is not configured.")
+    return monitor
+
+
+async def subscribe(ctx: Context, msg: Inbound) -> Reply:
+    monitor = _monitor(ctx)
+    sub = monitor.subscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))  # type: ignore[attr-defined]
+    return Reply.of(
+        para(f"This chat now gets outage and recovery alerts for {_describe(ctx, sub)}."),
+        para(code("/unsubscribe"), " stops them."),
+        tone="ok",
+    )
+
+
+async def unsubscribe(ctx: Context, msg: Inbound) -> Reply:
+    monitor = _monitor(ctx)
+    sub = monitor.unsubscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))  # type: ignore[attr-defined]
+    if sub.empty:
+        return Reply.of(para("This chat gets no alerts now."))
+    return Reply.of(para(f"This chat still gets alerts for {_describe(ctx, sub)}."))
+
+
+async def subscriptions(ctx: Context, msg: Inbound) -> Reply:
+    monitor = _monitor(ctx)
+    sub = monitor.subscriptions(msg.platform, msg.chat_id)  # type: ignore[attr-defined]
+    if sub.empty:
+        return Reply.of(
+            para(
+                "This chat gets no alerts. ",
+                code("/subscribe colab kaggle"),
+                " or ",
+                code("/subscribe all"),
+                ".",
+            )
+        )
+    return Reply.of(para(f"This chat gets outage and recovery alerts for {_describe(ctx, sub)}."))
