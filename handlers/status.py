@@ -118,10 +118,9 @@ def _line(v: VerdictView) -> str:
 
 
 def detail(ctx: Context, platform: Platform, v: VerdictView) -> Reply:
-    head: list[Inline] = [bold(f"{v.emoji} {platform.name}: {v.headline}")]
+    blocks: list[Block] = []
     if v.checking:
-        head.append(Span(" (a fresh check is still running; this is the last result)"))
-    blocks: list[Block] = [para(*head)]
+        blocks.append(para(italic("A fresh check is still running; this is the last result.")))
     evidence: list[tuple[Inline, ...]] = []
     for e in v.evidence:
         if e.url:
@@ -181,7 +180,11 @@ def detail(ctx: Context, platform: Platform, v: VerdictView) -> Reply:
             " if it fails for you",
         )
     )
-    return Reply.of(*blocks, tone=TONE.get(v.status, "info"))  # type: ignore[arg-type]
+    return Reply.of(
+        *blocks,
+        title=f"{v.emoji} {platform.name}: {v.headline}",
+        tone=TONE.get(v.status, "info"),  # type: ignore[arg-type]
+    )
 
 
 def _pct(x: float | None) -> str:

@@ -6,6 +6,8 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import socket
+
 import pytest
 
 from bot.core.app import Core
@@ -13,6 +15,25 @@ from bot.core.models import Reply
 from bot.core.render import ConsoleRenderer
 from bot.settings import Settings
 from knowledge.loader import KnowledgeBase, load
+
+
+_LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
+_real_getaddrinfo = socket.getaddrinfo
+
+
+def _loopback_only(host: object, *args: object, **kwargs: object) -> object:
+    """No test may reach the internet: names other than loopback do not resolve here."""
+    name = host.decode() if isinstance(host, bytes) else str(host)
+    if name in _LOOPBACK_NAMES or name.startswith("127.") or name in {"::1", "0.0.0.0", "None"}:
+        return _real_getaddrinfo(host, *args, **kwargs)  # type: ignore[arg-type]
+    raise socket.gaierror(socket.EAI_NONAME, f"tests resolve loopback names only, not {name!r}")
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_internet() -> Iterator[None]:
+    socket.getaddrinfo = _loopback_only  # type: ignore[assignment]
+    yield
+    socket.getaddrinfo = _real_getaddrinfo
 
 
 @pytest.fixture(scope="session")

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from bot.adapters.base import Adapter, ChatGone
 from bot.core.errors import new_error_id
-from bot.core.models import Block, Reply, bold, bullets, code, para
+from bot.core.models import Block, Reply, bullets, code, para
 
 if TYPE_CHECKING:
     from bot.monitor import OutboundAlert
@@ -24,7 +24,7 @@ MAX_BACKOFF_S = 60.0
 
 
 def alert_reply(alert: OutboundAlert) -> Reply:
-    blocks: list[Block] = [para(bold(alert.text))]
+    blocks: list[Block] = []
     if alert.evidence:
         blocks.append(bullets(*alert.evidence[:4]))
     blocks.append(
@@ -35,7 +35,7 @@ def alert_reply(alert: OutboundAlert) -> Reply:
             " to stop alerts",
         )
     )
-    return Reply.of(*blocks, tone=TONE.get(alert.status, "info"))  # type: ignore[arg-type]
+    return Reply.of(*blocks, title=alert.text, tone=TONE.get(alert.status, "info"))  # type: ignore[arg-type]
 
 
 async def send_one(monitor: Any, adapter: Adapter, alert: OutboundAlert) -> bool:

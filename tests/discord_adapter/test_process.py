@@ -1,0 +1,60 @@
+"""``python -m bot`` with only the NBHELP_DISCORD_* settings, against the fake: it answers
+the core's commands and stops cleanly on SIGTERM (the runner's signal handling)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.discord_adapter.conftest import replies
+from tests.fakes.discord_api import GUILD_ID, FakeDiscord
+
+
+@pytest.mark.slow
+async def test_python_m_bot_answers_and_stops_on_sigterm(fake: FakeDiscord, tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBHELP_")}
+    env.update(
+        NBHELP_DISCORD_TOKEN=fake.token,
+        NBHELP_DISCORD_API_BASE=fake.api_base,
+        NBHELP_DISCORD_GATEWAY_URL=fake.gateway_url,
+        NBHELP_DISCORD_GUILD_ID=str(GUILD_ID),
+        NBHELP_DB=str(tmp_path / "nbhelp.db"),
+    )
+    # the real bot starts its services (the outage monitor probes status pages): every
+    # outbound HTTP(S) request goes to a dead proxy on loopback, so nothing leaves the host
+    dead = "http://127.0.0.1:9"
+    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
+        env[key] = dead
+    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
+    log = tmp_path / "bot.log"
+    with log.open("wb") as out:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "bot", cwd=tmp_path, env=env, stdout=out, stderr=out
+        )
+    try:
+        await fake.wait_ready(within=60)
+        asks = [
+            ("help", {}, "/status"),
+            ("status", {"platform": "colab"}, "colab"),
+            ("alternatives", {"platform": "colab", "needs": "gpu"}, "Kaggle"),
+            ("platforms", {}, "Colab"),
+            ("tips", {"words": "mount drive"}, "drive"),
+        ]
+        for name, options, expected in asks:
+            ix = await fake.slash(name, options)
+            await replies(fake, ix)
+            assert expected.lower() in ix.text().lower(), (name, ix.text())
+            assert ix.ack_latency is not None and ix.ack_latency < 3.0
+        proc.send_signal(signal.SIGTERM)
+        assert await asyncio.wait_for(proc.wait(), 20) == 0, log.read_text()
+        assert fake.client_closes == [1000]
+        assert fake.token not in log.read_text()  # the token is redacted from the log
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
