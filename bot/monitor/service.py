@@ -517,10 +517,10 @@ class MonitorService:
 
     # -- background loop -------------------------------------------------------------------
     async def start(self) -> None:
-        if self._task is None or self._task.done():
+        if self._alerts_ready is None:
+            self._alerts_ready = asyncio.Event()
+        if self.settings.background and (self._task is None or self._task.done()):
             self._wake = asyncio.Event()
-            if self._alerts_ready is None:
-                self._alerts_ready = asyncio.Event()
             self._task = asyncio.create_task(self._loop(), name="nbhelp-monitor")
 
     async def aclose(self) -> None:

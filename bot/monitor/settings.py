@@ -17,6 +17,9 @@ class MonitorSettings(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
     # scheduling
+    background: bool = Field(
+        True, description="check every platform on its interval while the bot runs"
+    )
     interval_s: float = Field(300.0, gt=0, description="seconds between checks of one platform")
     interval_overrides: dict[str, float] = Field(default_factory=dict)
     jitter_s: float = Field(30.0, ge=0, description="random +- spread on each interval")

@@ -4,7 +4,6 @@ the core's commands and stops cleanly on SIGTERM (the runner's signal handling).
 from __future__ import annotations
 
 import asyncio
-import os
 import signal
 import sys
 from pathlib import Path
@@ -13,24 +12,18 @@ import pytest
 
 from tests.discord_adapter.conftest import replies
 from tests.fakes.discord_api import GUILD_ID, FakeDiscord
+from tests.helpers import process_env
 
 
 @pytest.mark.slow
 async def test_python_m_bot_answers_and_stops_on_sigterm(fake: FakeDiscord, tmp_path: Path) -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("NBHELP_")}
-    env.update(
+    env = process_env(
+        tmp_path,
         NBHELP_DISCORD_TOKEN=fake.token,
         NBHELP_DISCORD_API_BASE=fake.api_base,
         NBHELP_DISCORD_GATEWAY_URL=fake.gateway_url,
         NBHELP_DISCORD_GUILD_ID=str(GUILD_ID),
-        NBHELP_DB=str(tmp_path / "nbhelp.db"),
     )
-    # the real bot starts its services (the outage monitor probes status pages): every
-    # outbound HTTP(S) request goes to a dead proxy on loopback, so nothing leaves the host
-    dead = "http://127.0.0.1:9"
-    for key in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "http_proxy", "https_proxy"):
-        env[key] = dead
-    env["NO_PROXY"] = env["no_proxy"] = "127.0.0.1,localhost"
     log = tmp_path / "bot.log"
     with log.open("wb") as out:
         proc = await asyncio.create_subprocess_exec(

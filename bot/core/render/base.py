@@ -74,6 +74,15 @@ def plain_text(reply: Reply) -> str:
     return "\n\n".join(out) + "\n"
 
 
+def visible(block: Block) -> bool:
+    """Whether a block shows anything once rendered."""
+    if isinstance(block, CodeBlock):
+        return bool(sanitize(block.code).strip())
+    if isinstance(block, BulletList):
+        return bool(block.items)
+    return any(sanitize(plain_inline(p)).strip() for p in block.parts)
+
+
 def _cut_text(text: str, n: int) -> list[str]:
     """Cut text into about ``n`` parts of similar length, at spaces where possible."""
     size = max(1, -(-len(text) // n))
@@ -168,6 +177,8 @@ class Renderer(ABC):
     # -- splitting and packing --------------------------------------------------------------
 
     def pieces(self, block: Block, depth: int = 0) -> list[str]:
+        if not visible(block):  # e.g. an empty code block: Telegram refuses "<pre></pre>"
+            return []
         text = self.block(block)
         if units(text) <= self.limit:
             return [text] if text.strip() else []

@@ -1,0 +1,105 @@
+"""The real python-telegram-bot ``Application`` against the fake Bot API on 127.0.0.1.
+
+One fake server per test module (``pytestmark`` in each module runs its tests in the module's
+event loop); every test gets a fresh bot token, so tests never see each other's traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+import pytest_asyncio
+from pydantic import SecretStr
+
+from bot.adapters.telegram import TelegramAdapter
+from bot.core.app import Core
+from bot.core.registry import Command, Registry
+from bot.settings import Settings
+from tests.fakes.telegram_api import FakeBot, FakeTelegram
+
+USERNAME = "nbhelp_test_bot"
+Launch = Callable[..., Awaitable[tuple[TelegramAdapter, FakeBot]]]
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    # python-telegram-bot warns about its own RetryAfter.retry_after type change (v22.2)
+    mark = pytest.mark.filterwarnings("ignore:.*retry_after.*:DeprecationWarning")
+    for item in items:
+        if "tests/telegram/" in str(item.path).replace("\\", "/"):
+            item.add_marker(mark)
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def fake() -> AsyncIterator[FakeTelegram]:
+    async with FakeTelegram() as server:
+        yield server
+
+
+def tg_settings(settings: Settings, fake: FakeTelegram, bot: FakeBot, **extra: Any) -> Settings:
+    return settings.model_copy(
+        update={
+            "telegram_token": SecretStr(bot.token),
+            "telegram_base_url": fake.base_url,
+            "telegram_base_file_url": fake.base_file_url,
+            **extra,
+        }
+    )
+
+
+@pytest_asyncio.fixture(loop_scope="module")
+async def launch(fake: FakeTelegram, core: Core, settings: Settings) -> AsyncIterator[Launch]:
+    """Start adapters (a new fake bot each); all are stopped at the end of the test."""
+    started: list[TelegramAdapter] = []
+
+    async def _launch(
+        *,
+        username: str = USERNAME,
+        settings_update: dict[str, Any] | None = None,
+        prepare: Callable[[FakeBot], object] | None = None,
+        **kw: Any,
+    ) -> tuple[TelegramAdapter, FakeBot]:
+        bot = fake.new_bot(username)
+        if prepare is not None:
+            prepare(bot)  # e.g. inject failures before the adapter's first call
+        kw.setdefault("typing_after_s", 5.0)  # no chat-action noise unless a test wants it
+        adapter = TelegramAdapter(
+            core, tg_settings(settings, fake, bot, **(settings_update or {})), **kw
+        )
+        await adapter.start()
+        started.append(adapter)
+        return adapter, bot
+
+    yield _launch
+    for adapter in started:
+        await asyncio.wait_for(adapter.stop(), 15)
+
+
+def make_registry() -> Registry:
+    """The real commands' neighbours for tests: images, files, long output, admin-only …"""
+    r = Registry()
+    h = "tests.telegram.handlers"
+    r.add(Command("help", "List the commands, or explain one", "handlers.help:help"))
+    r.add(Command("echo", "Echo the arguments", f"{h}:echo"))
+    r.add(Command("replied", "Show the replied-to text", f"{h}:replied"))
+    r.add(Command("adm", "Admin-only thing", f"{h}:admin_only", admin_in_groups=True))
+    r.add(Command("long", "A long reply", f"{h}:long"))
+    r.add(Command("photo", "Images", f"{h}:photo"))
+    r.add(Command("doc", "A file", f"{h}:document"))
+    r.add(Command("slow", "Waits for the test", f"{h}:slow"))
+    return r
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def test_core(core: Core) -> Core:
+    core.ctx.registry = make_registry()
+    return core
