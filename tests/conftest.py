@@ -3,10 +3,9 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator
 from pathlib import Path
-
-import socket
 
 import pytest
 
@@ -15,7 +14,6 @@ from bot.core.models import Reply
 from bot.core.render import ConsoleRenderer
 from bot.settings import Settings
 from knowledge.loader import KnowledgeBase, load
-
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
 _real_getaddrinfo = socket.getaddrinfo
