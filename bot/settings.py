@@ -27,6 +27,25 @@ class Settings(BaseSettings):
     )
     log_file: Path | None = Field(None, description="also write the log to this file")
 
+    # /run: the kernel pool (see README, "Running code")
+    run_enabled: bool = Field(True, description="offer /run at all")
+    run_wall_s: float = Field(10.0, gt=0, description="wall time per run before interrupt")
+    run_memory_mb: int = Field(1024, gt=0, description="address-space limit of a kernel")
+    run_max_processes: int = Field(64, gt=0, description="processes and threads of a kernel")
+    run_tmp_mb: int = Field(64, gt=0, description="size of a kernel's writable home")
+    run_output_bytes: int = Field(1_000_000, gt=0, description="text captured per run")
+    run_max_images: int = Field(4, ge=0, description="images per run")
+    run_pool_size: int = Field(2, ge=0, description="warm spare kernels")
+    run_max_sessions: int = Field(8, gt=0, description="live kernel sessions at once")
+    run_per_minute: int = Field(15, gt=0, description="runs per user per minute")
+    run_idle_timeout_s: float = Field(600.0, gt=0, description="session ends after this idle time")
+    run_max_age_s: float = Field(3600.0, gt=0, description="session ends after this age")
+    run_unsandboxed_i_trust_every_user: bool = Field(
+        False,
+        description="DANGER: run code WITHOUT bubblewrap when the sandbox is unavailable; "
+        "only for a trusted single-user machine",
+    )
+
     telegram_token: SecretStr | None = Field(None, description="Telegram bot token from @BotFather")
     telegram_base_url: str = Field(
         "https://api.telegram.org/bot", description="Bot API base; the token is appended"

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.parse import words
@@ -36,6 +38,14 @@ def age(days: int) -> str:
     if days < 60:
         return f"{days} days ago"
     return f"{days // 30} months ago"
+
+
+def require(ctx: Context, name: str, refusal: str) -> Any:
+    """The named service, or a user-facing refusal when this bot has none configured."""
+    service = ctx.service(name)
+    if service is None:
+        raise UserError(refusal)
+    return service
 
 
 def currently_down(ctx: Context) -> set[str]:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Block, Inbound, Reply, code, para
-from handlers.common import split_platform
+from handlers.common import require, split_platform
 from handlers.tips import message_blocks
 
 
@@ -29,9 +29,9 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
         raise UserError(
             f"{platform.name} was retired on {platform.lifecycle.retired_on}; see /alternatives."
         )
-    monitor = ctx.service("monitor")
-    if monitor is None:
-        raise UserError("Reports are not available: the outage monitor is not configured.")
+    monitor = require(
+        ctx, "monitor", "Reports are not available: the outage monitor is not configured."
+    )
     known = ctx.knowledge.match_message(msg.args)
     if known is not None and known.not_an_outage:
         monitor.add_report(

@@ -26,7 +26,7 @@ from bot.core.models import (
     para,
 )
 from bot.core.parse import words
-from handlers.common import currently_down, resolve_platform
+from handlers.common import currently_down, require, resolve_platform
 from handlers.platforms import retired_blocks
 from knowledge.ranking import rank
 from knowledge.schema import Platform
@@ -52,10 +52,6 @@ def _wait(msg: Inbound) -> Any:
     return None if msg.platform == "console" else DEFAULT
 
 
-def monitor_or_none(ctx: Context) -> Any:
-    return ctx.service("monitor")
-
-
 async def status(ctx: Context, msg: Inbound) -> Reply:
     ws = words(msg.args)
     wants_chart = bool((CHART_WORDS | SPANS) & set(ws))
@@ -64,9 +60,9 @@ async def status(ctx: Context, msg: Inbound) -> Reply:
     platform = resolve_platform(ctx, name) if name else None
     if platform is not None and not platform.alive:
         return Reply.of(*retired_blocks(ctx, platform), tone="warn")
-    monitor = monitor_or_none(ctx)
-    if monitor is None:
-        raise UserError("Live status is not available: the outage monitor is not configured.")
+    monitor = require(
+        ctx, "monitor", "Live status is not available: the outage monitor is not configured."
+    )
     if platform is None:
         if wants_chart:
             raise UserError("Name a platform for a chart, e.g. /status colab chart.")

@@ -7,7 +7,7 @@ from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Inbound, Reply, code, para
 from bot.core.parse import words
-from handlers.common import resolve_platform
+from handlers.common import require, resolve_platform
 
 
 def _targets(ctx: Context, args: str) -> list[str] | None:
@@ -35,15 +35,11 @@ def _describe(ctx: Context, sub: object) -> str:
     return ", ".join(ctx.knowledge.label(p) for p in ps) if ps else "nothing"
 
 
-def _monitor(ctx: Context) -> object:
-    monitor = ctx.service("monitor")
-    if monitor is None:
-        raise UserError("Alerts are not available: the outage monitor is not configured.")
-    return monitor
+NO_MONITOR = "Alerts are not available: the outage monitor is not configured."
 
 
 async def subscribe(ctx: Context, msg: Inbound) -> Reply:
-    monitor = _monitor(ctx)
+    monitor = require(ctx, "monitor", NO_MONITOR)
     sub = monitor.subscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))  # type: ignore[attr-defined]
     return Reply.of(
         para(f"This chat now gets outage and recovery alerts for {_describe(ctx, sub)}."),
@@ -53,7 +49,7 @@ async def subscribe(ctx: Context, msg: Inbound) -> Reply:
 
 
 async def unsubscribe(ctx: Context, msg: Inbound) -> Reply:
-    monitor = _monitor(ctx)
+    monitor = require(ctx, "monitor", NO_MONITOR)
     sub = monitor.unsubscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))  # type: ignore[attr-defined]
     if sub.empty:
         return Reply.of(para("This chat gets no alerts now."))
@@ -61,7 +57,7 @@ async def unsubscribe(ctx: Context, msg: Inbound) -> Reply:
 
 
 async def subscriptions(ctx: Context, msg: Inbound) -> Reply:
-    monitor = _monitor(ctx)
+    monitor = require(ctx, "monitor", NO_MONITOR)
     sub = monitor.subscriptions(msg.platform, msg.chat_id)  # type: ignore[attr-defined]
     if sub.empty:
         return Reply.of(

@@ -4,7 +4,7 @@
 from __future__ import annotations
 
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
@@ -45,10 +45,10 @@ def settings(tmp_path: Path) -> Settings:
 
 
 @pytest.fixture
-def core(settings: Settings) -> Iterator[Core]:
+async def core(settings: Settings) -> AsyncIterator[Core]:
     c = Core.create(settings)
     yield c
-    c.close()
+    await c.aclose()  # closes every service a test built (monitor client, kernels)
 
 
 class Chat:

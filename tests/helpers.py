@@ -14,5 +14,6 @@ def process_env(tmp_path: Path, **settings: str) -> dict[str, str]:
     config.write_text("[monitor]\nbackground = false\ncontrol_urls = []\n")
     env = {k: v for k, v in os.environ.items() if not k.startswith("NBHELP_")}
     env |= {"NBHELP_DB": str(tmp_path / "bot.db"), "NBHELP_CONFIG": str(config)}
+    env |= {"NBHELP_RUN_POOL_SIZE": "0"}  # no warm kernels unless a test runs code
     env |= settings
     return env

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TextIO
 
 from bot.core.app import Core
-from bot.core.models import Reply
+from bot.core.models import Reply, para
 from bot.core.render import ConsoleRenderer
 
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
@@ -79,8 +79,12 @@ class ConsoleAdapter:
             user_id=self.user,
             display_name=self.user,
             is_private=True,
+            notify=self._notify,
         )
         return "" if reply is None else self.show(reply)
+
+    async def _notify(self, text: str) -> None:
+        self.print(self.renderer.render(Reply.of(para(text))).messages[0])
 
     def print(self, text: str) -> None:
         self.stream.write(text + "\n")

@@ -12,7 +12,7 @@ import dataclasses
 import difflib
 import logging
 import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from bot.core.context import Context
@@ -67,6 +67,7 @@ class Core:
         is_private: bool = True,
         replied_text: str | None = None,
         bot_username: str | None = None,
+        notify: Callable[[str], Awaitable[None]] | None = None,
     ) -> Reply | None:
         """Parse chat text and handle it. ``None`` when the text is addressed to another bot."""
         parsed = parse(text, bot_username)
@@ -82,6 +83,7 @@ class Core:
             is_admin=is_admin or is_private,
             is_private=is_private,
             replied_text=replied_text,
+            notify=notify,
         )
         reply = await self.handle(msg)
         if parsed.truncated:

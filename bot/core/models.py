@@ -7,6 +7,7 @@ code blocks, links); each renderer decides the markup and escaping of its platfo
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -26,6 +27,9 @@ class Inbound:
     is_admin: bool = False  # admin of this chat (always true in a private chat)
     is_private: bool = True
     replied_text: str | None = None  # text of the message this one replies to
+    # Where a long-running handler may post a short progress line ("queued: position 2")
+    # before its reply; adapters that can show one set it.
+    notify: Callable[[str], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
 
 
 # --- inline spans ---------------------------------------------------------------------------

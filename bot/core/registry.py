@@ -176,6 +176,31 @@ def build_registry() -> Registry:
     )
     r.add(
         Command(
+            "run",
+            "Run Python in your own sandboxed kernel; plots come back as images",
+            "handlers.run:run",
+            (
+                Option(
+                    "code",
+                    "Python code (or reply /run to a message with code)",
+                    required=True,
+                    rest=True,
+                ),
+            ),
+            usage="/run <code>",
+            examples=("/run print(sum(range(10)))", "/run --info"),
+        )
+    )
+    r.add(
+        Command(
+            "reset",
+            "A fresh kernel: forget your variables and files",
+            "handlers.run:reset",
+            usage="/reset",
+        )
+    )
+    r.add(
+        Command(
             "platforms",
             "What each notebook platform offers for free",
             "handlers.platforms:platforms",

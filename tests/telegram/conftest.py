@@ -33,6 +33,14 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
             item.add_marker(mark)
 
 
+@pytest_asyncio.fixture(loop_scope="module")
+async def core(settings: Settings) -> AsyncIterator[Core]:
+    """The shared core, on this package's module-scoped loop (its services live there)."""
+    c = Core.create(settings)
+    yield c
+    await c.aclose()
+
+
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def fake() -> AsyncIterator[FakeTelegram]:
     async with FakeTelegram() as server:

@@ -393,6 +393,7 @@ class DiscordAdapter:
                 is_admin=admin,
                 is_private=interaction.guild_id is None,
                 replied_text=replied_text,
+                notify=lambda text: self._progress(interaction, text),
             )
 
         if command in FAST_COMMANDS or refused:
@@ -425,6 +426,15 @@ class DiscordAdapter:
         while len(self._runs) > RUN_MEMORY:
             self._runs.popitem(last=False)
         return key
+
+    async def _progress(self, interaction: discord.Interaction, text: str) -> None:
+        """Show a progress line (e.g. a /run waiting in the queue) in the deferred answer."""
+        try:
+            await interaction.edit_original_response(
+                content=text[:2000], allowed_mentions=discord.AllowedMentions.none()
+            )
+        except discord.HTTPException:
+            log.warning("could not show progress for interaction %s", interaction.id)
 
     async def _defer(self, interaction: discord.Interaction) -> None:
         if interaction.response.is_done():

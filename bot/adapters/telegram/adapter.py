@@ -65,6 +65,7 @@ from bot.core.errors import new_error_id
 from bot.core.models import Attachment, Image, Rendered, Reply
 from bot.core.parse import parse
 from bot.core.render import TelegramRenderer
+from bot.core.render.telegram import escape
 from bot.settings import Settings
 
 log = logging.getLogger("nbhelp.telegram")
@@ -354,7 +355,15 @@ class TelegramAdapter:
                 is_private=private,
                 replied_text=replied,
                 bot_username=self.username,
+                notify=lambda text: self._progress(message, text),
             )
+
+    async def _progress(self, message: Message, text: str) -> None:
+        """A short progress line before the answer (e.g. a /run waiting in the queue)."""
+        try:
+            await self._send_text(message.chat_id, escape(text), _Where.of(message))
+        except TelegramError:
+            log.warning("could not send a progress line to chat %s", message.chat_id)
 
     async def _is_admin(self, message: Message) -> bool:
         chat_id = message.chat_id

@@ -22,9 +22,14 @@ def escape(text: str) -> str:
     return _MASS.sub("@" + ZWSP + r"\1", text)
 
 
+def no_pings(text: str) -> str:
+    """Break @everyone/@here and <@user>/<@&role> mentions, even inside code."""
+    return _MASS.sub("@" + ZWSP + r"\1", sanitize(text)).replace("<@", "<@" + ZWSP)
+
+
 def _fence_safe(text: str) -> str:
-    """Code may not close its own fence, nor carry a mass mention."""
-    text = _MASS.sub("@" + ZWSP + r"\1", sanitize(text)).replace("```", "`" + ZWSP + "``")
+    """Code may not close its own fence, nor carry a mention."""
+    text = no_pings(text).replace("```", "`" + ZWSP + "``")
     return text + ZWSP if text.endswith("`") else text
 
 
@@ -40,7 +45,7 @@ class DiscordRenderer(Renderer):
             url = sanitize(part.url).replace(")", "%29").replace(" ", "%20")
             return f"[{escape(part.text)}](<{url}>)"
         if part.style == "code":
-            body = _MASS.sub("@" + ZWSP + r"\1", sanitize(part.text)).replace("`", "ˋ")
+            body = no_pings(part.text).replace("`", "ˋ")
             return f"`{body}`" if body.strip() else escape(part.text)
         text = escape(part.text)
         if part.style == "bold":

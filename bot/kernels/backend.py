@@ -1,0 +1,95 @@
+"""The kernel backend interface.
+
+A backend starts kernels, executes code on them (streaming outputs to a sink), interrupts,
+restarts and shuts them down. It enforces nothing about chat, users or sessions; the service
+does. The local bubblewrap backend (:mod:`bot.kernels.local`) implements it; remote backends
+(Jupyter Kernel/Enterprise Gateway, Kaggle GPU batch) can implement the same five operations.
+"""
+
+from __future__ import annotations
+
+import time
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from bot.kernels.jupyter import ExecOutcome, ExecReply, OutputSink
+
+__all__ = ["ExecOutcome", "ExecReply", "KernelBackend", "KernelHandle", "KernelUsage", "OutputSink"]
+
+
+@dataclass(frozen=True, slots=True)
+class KernelUsage:
+    """What a kernel currently uses, where the backend can tell."""
+
+    tasks: int  # processes + threads: what RLIMIT_NPROC counts
+    processes: int
+    rss_bytes: int
+
+
+class KernelHandle(ABC):
+    """One running kernel of a backend."""
+
+    def __init__(self, kernel_id: str) -> None:
+        self.id = kernel_id
+        self.started_at = time.monotonic()
+
+    @property
+    @abstractmethod
+    def alive(self) -> bool: ...
+
+    @property
+    def exit_description(self) -> str | None:
+        """How the kernel ended, e.g. "killed by SIGSEGV" (None while alive or unknown)."""
+        return None
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} {self.id} alive={self.alive}>"
+
+
+class KernelBackend(ABC):
+    name: str = "backend"
+
+    @property
+    @abstractmethod
+    def sandboxed(self) -> bool: ...
+
+    @property
+    def gpu(self) -> str | None:
+        """A short description of the GPU kernels can use, or None."""
+        return None
+
+    @abstractmethod
+    async def check(self) -> None:
+        """Verify the backend can run kernels; raise SandboxUnavailable (with the fix) if not."""
+
+    @abstractmethod
+    async def start(self) -> KernelHandle:
+        """Start a kernel and return once it answers (pre-imports done)."""
+
+    @abstractmethod
+    async def execute(self, kernel: KernelHandle, code: str, sink: OutputSink) -> ExecReply:
+        """Run ``code``; call ``sink`` for each output; return when the kernel is idle again,
+        or when it died or its connection broke."""
+
+    @abstractmethod
+    async def interrupt(self, kernel: KernelHandle) -> None:
+        """Ask the running code to stop (KeyboardInterrupt); does not wait."""
+
+    @abstractmethod
+    async def shutdown(self, kernel: KernelHandle) -> None:
+        """Stop the kernel for good, killing it and everything it started."""
+
+    async def restart(self, kernel: KernelHandle) -> KernelHandle:
+        """A fresh kernel in place of ``kernel`` (state lost). Default: shutdown + start."""
+        await self.shutdown(kernel)
+        return await self.start()
+
+    def usage(self, kernel: KernelHandle) -> KernelUsage | None:
+        return None
+
+    def unsandboxed(self) -> KernelBackend | None:
+        """The same backend without its sandbox, for an explicit opt-in; None if impossible."""
+        return None
+
+    async def aclose(self) -> None:  # noqa: B027 (optional hook)
+        """Release what the backend holds (temporary directories, …)."""

@@ -1,0 +1,59 @@
+"""How a kernel is started inside the sandbox: its rlimits and its bootstrap config.
+
+The code itself is ``kernel_boot.py``, passed as source to ``python -c`` because the project
+directory is not in the sandbox.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from bot.kernels.models import KernelLimits
+
+
+def rlimits(limits: KernelLimits, *, gpu: bool = False) -> dict[str, int]:
+    """rlimits the kernel sets on itself before any user code runs (a second fence)."""
+    memory = limits.memory_mb * 1024 * 1024
+    values = {
+        # CUDA reserves tens of GB of address space, so with a GPU cap data, not address space.
+        ("RLIMIT_DATA" if gpu else "RLIMIT_AS"): memory,
+        "RLIMIT_NPROC": limits.max_processes,
+        "RLIMIT_NOFILE": limits.max_open_files,
+        "RLIMIT_FSIZE": limits.tmp_mb * 1024 * 1024,
+        "RLIMIT_CORE": 0,
+        "RLIMIT_CPU": limits.cpu_lifetime_s,
+    }
+    return values
+
+
+# The kernel's entry point, run as `python -c BOOTSTRAP CONFIG_JSON` (see kernel_boot.py).
+BOOTSTRAP = (Path(__file__).parent / "kernel_boot.py").read_text()
+
+PREIMPORTS = (
+    "import numpy as np",
+    "import pandas as pd",
+    "import matplotlib.pyplot as plt",
+)
+
+
+def bootstrap_config(
+    limits: KernelLimits,
+    *,
+    connection_file: str,
+    cwd: str,
+    preimport: bool = True,
+    gpu: bool = False,
+) -> str:
+    return json.dumps(
+        {
+            "rlimits": rlimits(limits, gpu=gpu),
+            "connection_file": connection_file,
+            "cwd": cwd,
+            "dirs": [f"{cwd}/.tmp", f"{cwd}/.config/matplotlib"],
+            "exec_lines": list(PREIMPORTS) if preimport else [],
+            "max_text_chars": limits.output_bytes + 1,
+            "max_image_chars": limits.max_image_bytes * 4 // 3 + 4,
+            "matplotlib": "inline" if preimport else None,
+        }
+    )
