@@ -1,6 +1,6 @@
 """Every feature's schema steps, in one place so their numbers never collide.
 
-Numbers: 1-99 core, 100-199 monitor (outage intelligence), 200-299 kernels (/run).
+Numbers: 1-99 core, 100-199 monitor (outage intelligence); the kernel pool keeps no tables.
 """
 
 from __future__ import annotations

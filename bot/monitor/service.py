@@ -112,6 +112,7 @@ class MonitorService:
         self._alerts_ready: asyncio.Event | None = None
         self._swept: asyncio.Condition | None = None
         self.sweeps = 0
+        self._offline_seen: bool | None = None
 
     # -- platforms -------------------------------------------------------------------------
     @property
@@ -192,8 +193,12 @@ class MonitorService:
         if any(e.network_failure for evs in by.values() for e in evs):
             control = await self.fetcher.reachable()
         offline = is_offline(by, control, min_platforms=self.settings.guard_min_platforms)
-        if offline:
-            log.warning("every probe failed and no control URL answered: this bot is offline")
+        if offline != self._offline_seen:  # log the change, not every check while it lasts
+            if offline:
+                log.warning("every probe failed and no control URL answered: this bot is offline")
+            elif self._offline_seen:
+                log.info("probes answer again: this bot is back online")
+            self._offline_seen = offline
         out = self._apply(by, offline, reached=control is True)
         self.sweeps += 1
         if self._swept is not None:
