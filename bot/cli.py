@@ -147,6 +147,9 @@ async def _serve_chats(settings: Settings, core: Core) -> int:
     log.info("starting %s", ", ".join(a.name for a in adapters))
     try:
         await serve(core, adapters)
+    except Exception:
+        log.exception("nbhelp stopped: a chat adapter or service failed")  # redacted log
+        return 1
     finally:
         core.close()
     return 0

@@ -33,7 +33,7 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
         ctx, "monitor", "Reports are not available: the outage monitor is not configured."
     )
     known = ctx.knowledge.match_message(msg.args)
-    if known is not None and known.not_an_outage:
+    if known is not None and known.not_an_outage and known.platform == platform.id:
         monitor.add_report(
             platform.id,
             adapter=msg.platform,

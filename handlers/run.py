@@ -31,7 +31,9 @@ if TYPE_CHECKING:
 
 INLINE_LINES = 20
 INLINE_CHARS = 1500
-_FENCE = re.compile(r"```[ \t]*([\w+-]*)[ \t]*\n?(.*?)```", re.DOTALL)
+# A word right after the opening backticks is a language only when a line break follows it.
+_FENCE = re.compile(r"```(?:[ \t]*([\w+-]+)[ \t]*\n)?(.*?)```", re.DOTALL)
+_FLAG = re.compile(r"(--[a-z][a-z-]*)(?=\s|$)\s*", re.IGNORECASE)
 _INLINE = re.compile(r"^`([^`]+)`$", re.DOTALL)
 NOT_CONFIGURED = "/run is not configured on this bot."
 NO_CODE = (
@@ -54,12 +56,12 @@ def extract_code(args: str, replied: str | None) -> str:
 
 
 def _flags(args: str) -> tuple[set[str], str]:
+    """Leading ``--info`` / ``--gpu`` style options; the rest is code (``--1`` is code)."""
     flags: set[str] = set()
     rest = args.lstrip()
-    while rest.startswith("--"):
-        word, _, rest = rest.partition(" ")
-        flags.add(word.lower())
-        rest = rest.lstrip() if not rest.startswith("\n") else rest
+    while m := _FLAG.match(rest):
+        flags.add(m.group(1).lower())
+        rest = rest[m.end() :]
     return flags, rest
 
 

@@ -7,24 +7,28 @@ from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Inbound, Reply, code, para
 from bot.core.parse import words
-from handlers.common import require, resolve_platform
+from handlers.common import require, resolve_platform, split_platform
 
 
 def _targets(ctx: Context, args: str) -> list[str] | None:
-    ws = words(args)
+    """Platform ids named in the arguments ("colab, google colab kaggle"), or None for all."""
+    ws = words(args.replace(",", " "))
     if not ws or ws == ["all"]:
         return None
     ids: list[str] = []
-    rest = " ".join(ws)
-    for chunk in rest.replace(",", " ").split():
-        p = resolve_platform(ctx, chunk, ("all",))
-        if not p.alive:
+    while ws:
+        platform, rest = split_platform(ctx, " ".join(ws))
+        if platform is None or len(rest) == len(ws):
+            resolve_platform(ctx, ws[0], ("all",))  # raises with did-you-mean
+            break
+        if not platform.alive:
             raise UserError(
-                f"{p.name} was retired on {p.lifecycle.retired_on}: there is nothing to watch."
+                f"{platform.name} was retired on {platform.lifecycle.retired_on}: there is nothing to watch."
             )
-        if not p.status_sources:
-            raise UserError(f"{p.name} has nothing server-side to watch.")
-        ids.append(p.id)
+        if not platform.status_sources:
+            raise UserError(f"{platform.name} has nothing server-side to watch.")
+        ids.append(platform.id)
+        ws = rest
     return list(dict.fromkeys(ids))
 
 

@@ -75,15 +75,26 @@ async def drain(monitor: Any, adapter: Adapter) -> int:
 
 
 async def deliver(monitor: Any, adapter: Adapter) -> None:
-    """Run until cancelled: send each pending alert for this adapter, oldest first."""
+    """Run until cancelled: send each pending alert for this adapter, oldest first.
+
+    A failing send is retried with backoff; a failure of the queue itself (a locked database,
+    say) is logged and the loop starts again, so delivery never stops silently."""
     failures = 0
-    async for alert in monitor.alert_stream(adapter.name):
+    while True:
         try:
-            await send_one(monitor, adapter, alert)
+            async for alert in monitor.alert_stream(adapter.name):
+                try:
+                    await send_one(monitor, adapter, alert)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    failures += 1
+                    await asyncio.sleep(min(MAX_BACKOFF_S, 0.5 * 2**failures))  # then retry
+                    continue
+                failures = 0
         except asyncio.CancelledError:
             raise
         except Exception:
             failures += 1
-            await asyncio.sleep(min(MAX_BACKOFF_S, 0.5 * 2**failures))  # back off, then retry
-            continue
-        failures = 0
+            log.exception("alert queue for %s failed; retrying", adapter.name)
+            await asyncio.sleep(min(MAX_BACKOFF_S, 0.5 * 2**failures))

@@ -7,7 +7,7 @@ import unicodedata
 from dataclasses import dataclass
 
 MAX_ARGS = 20_000  # characters of argument text kept; more is cut and the user told
-_CMD_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?=\s|$)")
+_CMD_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?=\s|`|$)")
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,6 +17,11 @@ def test_group_suffix_for_us_and_for_another_bot() -> None:
     assert other.addressed_elsewhere
 
 
+def test_a_fence_may_follow_the_command_directly() -> None:
+    p = parse("/run```python\nprint(1)\n```")
+    assert p.command == "run" and p.args.startswith("```python")
+
+
 def test_not_a_command() -> None:
     assert parse("hello /status").command == ""
     assert parse("/").command == ""

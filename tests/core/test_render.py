@@ -83,6 +83,14 @@ def test_discord_code_cannot_close_its_fence() -> None:
     assert out.count("```") == 2
 
 
+def test_discord_backtick_runs_cannot_close_the_fence() -> None:
+    for ticks in ("```", "````", "`````", "``````"):
+        out = DC.render(Reply.of(codeblock(f"a{ticks}\n# hi [x](https://evil.example)"))).messages[
+            0
+        ]
+        assert out.count("```") == 2 and out.endswith("\n```"), ticks
+
+
 def test_console_strips_terminal_escapes() -> None:
     out = CON.render(Reply.of(para("a\x1b[2Jb\x00c"), codeblock("\x1b]0;pwned\x07x"))).messages[0]
     assert "\x1b" not in out and "\x00" not in out and "\x07" not in out

@@ -774,6 +774,7 @@ class FakeTelegram:
     def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
         self.host, self.port = host, port
         self.bots: dict[str, FakeBot] = {}
+        self.revoked: set[str] = set()
         self._ids = itertools.count(7_000_000_001)
         self._runner: web.AppRunner | None = None
 
@@ -789,6 +790,10 @@ class FakeTelegram:
     @property
     def base_file_url(self) -> str:
         return f"{self.url}/file/bot"
+
+    def revoke(self, token: str) -> None:
+        """Answer 401 Unauthorized to every call with this token."""
+        self.revoked.add(token)
 
     def bot(self, token: str, username: str | None = None) -> FakeBot:
         """The bot for ``token`` (created on first use, as any token works here)."""
@@ -834,6 +839,8 @@ class FakeTelegram:
         token, method = request.match_info["token"], request.match_info["method"]
         if ":" not in token:
             return _json(404, {"ok": False, "error_code": 404, "description": "Not Found"})
+        if token in self.revoked:  # what Telegram answers for a revoked or made-up token
+            return _json(401, {"ok": False, "error_code": 401, "description": "Unauthorized"})
         params: dict[str, Any] = {k: _decode(k, v) for k, v in request.query.items()}
         files: dict[str, Upload] = {}
         ctype = request.content_type

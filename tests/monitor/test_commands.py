@@ -184,6 +184,13 @@ async def test_known_message_report_is_explained_not_counted(colab_core: tuple[C
     assert summary.reports == 0
 
 
+async def test_known_message_of_another_platform_still_counts(colab_core: tuple[Core, str]) -> None:
+    core, _ = colab_core
+    text = await Chat(core, user_id="kofi").say("/report kaggle restriction in your location")
+    assert "counted" in text
+    assert core.ctx.service("monitor").verdict("kaggle").reports.reports == 1
+
+
 async def test_report_bad_input(chat: Chat) -> None:
     assert "Say which platform" in await chat.say("/report")
     assert "Did you mean" in await chat.say("/report colabb broken")
@@ -198,6 +205,8 @@ async def test_subscribe_needs_admin_in_groups(colab_core: tuple[Core, str]) -> 
     assert "alerts for Google Colab" in await admin.say("/subscribe colab")
     assert "alerts for Google Colab" in await member.say("/subscriptions")
     assert "Did you mean" in await admin.say("/subscribe kagle")
+    text = await admin.say("/subscribe google colab, kaggle")
+    assert "Google Colab" in text and "Kaggle" in text
     assert "no alerts" in await admin.say("/unsubscribe all")
 
 
@@ -286,6 +295,41 @@ class RecordingAdapter:
             raise ChatGone("chat not found")
         self.sent.append((chat_id, ConsoleRenderer().render(reply).messages[0]))  # type: ignore[arg-type]
         self.delivered.set()
+
+
+class FlakyQueue:
+    """The real monitor, except that reading its queue fails once (a locked database)."""
+
+    def __init__(self, monitor: object) -> None:
+        self.monitor = monitor
+        self.failed = False
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.monitor, name)
+
+    def alert_stream(self, adapter: str) -> object:
+        if not self.failed:
+            self.failed = True
+            raise RuntimeError("database is locked")
+        return self.monitor.alert_stream(adapter)  # type: ignore[attr-defined]
+
+
+async def test_delivery_survives_a_queue_failure(
+    colab_core: tuple[Core, str], fake: ThreadedStatusServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    core, tag = colab_core
+    await Chat(core, chat_id="alive").say("/subscribe colab")
+    fake.reply(f"/{tag}/colab", Reply(status=503))
+    await checks(core, 3)
+    adapter = RecordingAdapter()
+    pump = asyncio.create_task(deliver(FlakyQueue(core.ctx.service("monitor")), adapter))
+    try:
+        await asyncio.wait_for(adapter.delivered.wait(), 10)
+    finally:
+        pump.cancel()
+        await asyncio.gather(pump, return_exceptions=True)
+    assert [c for c, _ in adapter.sent] == ["alive"]
+    assert any("alert queue for test failed" in r.getMessage() for r in caplog.records)
 
 
 async def test_delivery_loop_sends_and_unsubscribes_gone_chats(

@@ -13,6 +13,7 @@ import aiohttp
 import pytest
 from pydantic import SecretStr
 
+from bot import logs
 from bot.adapters.base import Adapter
 from bot.adapters.telegram import TelegramAdapter
 from bot.core.app import Core
@@ -236,3 +237,28 @@ async def test_meets_the_adapter_contract(launch: Launch, core: Core, settings: 
         core, settings.model_copy(update={"telegram_token": SecretStr("1:x")})
     )
     await unstarted.stop()  # stopping what never started is a no-op
+
+
+async def test_rejected_token_never_appears_in_the_error(
+    fake: FakeTelegram, core: Core, settings: Settings, tmp_path: Path
+) -> None:
+    token = "424242:REVOKED-token-must-not-leak"
+    fake.revoke(token)
+    adapter = TelegramAdapter(
+        core,
+        settings.model_copy(
+            update={"telegram_token": SecretStr(token), "telegram_base_url": fake.base_url}
+        ),
+    )
+    log_file = tmp_path / "bot.log"
+    logs.setup("DEBUG", [token], log_file)  # as the bot sets up its log
+    try:
+        with pytest.raises(RuntimeError) as err:
+            await adapter.start()
+        logging.getLogger("nbhelp").exception("start failed")
+    finally:
+        logs.setup("WARNING")
+    assert "NBHELP_TELEGRAM_TOKEN" in str(err.value)
+    assert token not in str(err.value) and err.value.__suppress_context__
+    text = log_file.read_text()
+    assert "start failed" in text and token not in text

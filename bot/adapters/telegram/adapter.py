@@ -43,6 +43,7 @@ from telegram.error import (
     BadRequest,
     ChatMigrated,
     Conflict,
+    InvalidToken,
     NetworkError,
     TelegramError,
 )
@@ -58,6 +59,7 @@ from bot.adapters.telegram.text import (
     is_not_modified,
     is_parse_error,
     is_too_long,
+    no_mentions,
     plain_caption,
 )
 from bot.core.app import Core
@@ -171,6 +173,11 @@ class TelegramAdapter:
                     bootstrap_retries=3,
                     error_callback=self._on_polling_error,
                 )
+        except InvalidToken:
+            # the library's message quotes the token: never let it reach a log or stderr
+            with contextlib.suppress(Exception):
+                await self._shutdown_library()
+            raise RuntimeError("Telegram rejected the bot token (NBHELP_TELEGRAM_TOKEN)") from None
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._shutdown_library()
@@ -503,7 +510,7 @@ class TelegramAdapter:
                 log.warning(
                     "telegram: HTML refused in %s (%s); re-sending as plain text", chat_id, exc
                 )
-                plain = html_to_plain(text).strip() or "(empty reply)"
+                plain = no_mentions(html_to_plain(text)).strip() or "(empty reply)"
                 m = await self._net(
                     lambda: self.app.bot.send_message(
                         chat_id, plain, link_preview_options=NO_PREVIEW, **kw
@@ -629,7 +636,7 @@ class TelegramAdapter:
                 log.info("telegram: cannot edit %s/%s (%s); sending anew", chat_id, message_id, exc)
                 return False
             try:
-                await edit(html_to_plain(text).strip() or "(empty reply)", None)
+                await edit(no_mentions(html_to_plain(text)).strip() or "(empty reply)", None)
             except BadRequest as exc2:
                 return is_not_modified(exc2)
         return True

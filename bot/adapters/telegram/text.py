@@ -53,9 +53,14 @@ def html_to_plain(markup: str, *, show_links: bool = True) -> str:
     return "".join(parser.parts)
 
 
+def no_mentions(text: str) -> str:
+    """Plain text (no parse mode) makes ``@name`` a notifying mention: break every one."""
+    return _MENTION.sub("@\u2060", text)
+
+
 def plain_caption(text: str, limit: int = CAPTION_LIMIT) -> str:
     """A caption sent without parse mode: sanitised, no pinging mentions, within the limit."""
-    text = _MENTION.sub("@\u2060", sanitize(text))
+    text = no_mentions(sanitize(text))
     if units(text) <= limit:
         return text
     return cut(text, limit - 1) + "…"

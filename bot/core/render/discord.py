@@ -15,6 +15,7 @@ _MD = re.compile(r"([\\*_~`|>\[\]#<-])")
 _MASS = re.compile(r"@(everyone|here)", re.IGNORECASE)
 _SAFE_URL = re.compile(r"^https?://", re.IGNORECASE)
 ZWSP = "\u200b"
+_BACKTICK_PAIR = re.compile(r"`(?=`)")
 
 
 def escape(text: str) -> str:
@@ -29,7 +30,7 @@ def no_pings(text: str) -> str:
 
 def _fence_safe(text: str) -> str:
     """Code may not close its own fence, nor carry a mention."""
-    text = no_pings(text).replace("```", "`" + ZWSP + "``")
+    text = _BACKTICK_PAIR.sub("`" + ZWSP, no_pings(text))  # no two backticks in a row
     return text + ZWSP if text.endswith("`") else text
 
 
