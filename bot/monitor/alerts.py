@@ -315,6 +315,24 @@ def mark_failed(db: sqlite_utils.Database, alert_id: int, error: str, at: float)
     )
 
 
+def move_chat(db: sqlite_utils.Database, adapter: str, old: str, new: str) -> int:
+    """A chat changed its id (a Telegram group became a supergroup): its subscriptions and
+    pending alerts follow it. Returns the subscriptions moved."""
+    moved = db.execute(
+        "UPDATE OR IGNORE monitor_subscriptions SET chat_id = ? WHERE adapter = ? AND chat_id = ?",
+        [new, adapter, old],
+    ).rowcount
+    db.execute(
+        "DELETE FROM monitor_subscriptions WHERE adapter = ? AND chat_id = ?", [adapter, old]
+    )
+    db.execute(
+        "UPDATE monitor_outbox SET chat_id = ? WHERE adapter = ? AND chat_id = ? "
+        "AND state = 'pending'",
+        [new, adapter, old],
+    )
+    return moved
+
+
 def give_up_chat(
     db: sqlite_utils.Database, adapter: str, chat_id: str, error: str, at: float
 ) -> int:

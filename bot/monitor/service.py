@@ -493,6 +493,11 @@ class MonitorService:
         with transaction(self.store) as db:
             alerts.mark_failed(db, alert_id, error, self.clock())
 
+    def chat_moved(self, adapter: str, old_chat_id: str | int, new_chat_id: str | int) -> int:
+        """A chat changed its id: move its subscriptions and pending alerts."""
+        with transaction(self.store) as db:
+            return alerts.move_chat(db, adapter, str(old_chat_id), str(new_chat_id))
+
     def chat_gone(self, adapter: str, chat_id: str | int, error: str) -> int:
         """A chat was deleted or forbids the bot: drop its subscriptions and pending alerts."""
         with transaction(self.store) as db:

@@ -108,8 +108,12 @@ async def test_migrated_group_gets_the_alert_at_its_new_id(launch: Launch) -> No
             -500,
         )
     )
+    monitor = adapter.core.ctx.service("monitor")
+    monitor.subscribe("telegram", "-500", ["colab"])
     await adapter.send_alert("-500", alert(1, -500))
     assert len(bot.sent(-1009999)) == 1
+    assert monitor.subscriptions("telegram", "-500").empty  # the subscription moved with it
+    assert monitor.subscriptions("telegram", "-1009999").platforms == {"colab"}
 
 
 class _Monitor:

@@ -441,11 +441,13 @@ class TelegramAdapter:
             try:
                 await self._deliver(target, reply, _Answer(at=time.monotonic()))
             except ChatMigrated as exc:
+                monitor = self.core.ctx.service("monitor")
+                moved = monitor.chat_moved(self.name, chat_id, exc.new_chat_id) if monitor else 0
                 log.warning(
-                    "telegram: chat %s became supergroup %s; deliver there (update the "
-                    "subscription)",
+                    "telegram: chat %s became supergroup %s; %d subscription(s) moved there",
                     chat_id,
                     exc.new_chat_id,
+                    moved,
                 )
                 await self._deliver(exc.new_chat_id, reply, _Answer(at=time.monotonic()))
         except TelegramError as exc:
