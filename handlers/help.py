@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
-
 from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Block, Inbound, Reply, bold, bullets, code, codes, para
@@ -16,9 +14,8 @@ async def help(ctx: Context, msg: Inbound) -> Reply:
         name = ws[0].lstrip("/")
         cmd = ctx.registry.get(name)
         if cmd is None:
-            close = difflib.get_close_matches(name, ctx.registry.names(), n=2, cutoff=0.6)
             raise UserError(
-                f"There is no command /{name[:40]}.", suggestions=tuple(f"/{c}" for c in close)
+                f"There is no command /{name[:40]}.", suggestions=ctx.registry.suggest(name)
             )
         blocks: list[Block] = [para(bold(cmd.usage or f"/{cmd.name}")), para(cmd.description)]
         if cmd.options:

@@ -26,6 +26,7 @@ from bot.core.models import (
     para,
 )
 from bot.core.parse import words
+from bot.monitor.view import pct
 from handlers.common import currently_down, require, resolve_platform
 from handlers.platforms import retired_blocks
 from knowledge.ranking import rank
@@ -33,6 +34,7 @@ from knowledge.schema import Platform
 
 if TYPE_CHECKING:
     from bot.monitor import VerdictView
+
 
 TONE = {"up": "ok", "degraded": "warn", "maintenance": "warn", "down": "error", "unknown": "info"}
 CHART_WORDS = {"chart", "graph", "plot", "history"}
@@ -131,7 +133,7 @@ def detail(ctx: Context, platform: Platform, v: VerdictView) -> Reply:
     u = v.uptime
     if u.h24 is not None:
         avg = f" · avg {u.avg_latency_ms:.0f} ms" if u.avg_latency_ms is not None else ""
-        facts.append(f"Uptime 24h {_pct(u.h24)} · 7d {_pct(u.d7)} · 30d {_pct(u.d30)}{avg}")
+        facts.append(f"Uptime 24h {pct(u.h24)} · 7d {pct(u.d7)} · 30d {pct(u.d30)}{avg}")
     if v.last_incident is not None:
         inc = v.last_incident
         state = "ongoing" if inc.ongoing else "ended"
@@ -181,7 +183,3 @@ def detail(ctx: Context, platform: Platform, v: VerdictView) -> Reply:
         title=f"{v.emoji} {platform.name}: {v.headline}",
         tone=TONE.get(v.status, "info"),  # type: ignore[arg-type]
     )
-
-
-def _pct(x: float | None) -> str:
-    return "?" if x is None else f"{x * 100:.1f}%"

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import difflib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -127,10 +126,9 @@ class Core:
             )
         command = registry.get(msg.command)
         if command is None:
-            close = difflib.get_close_matches(msg.command, registry.names(), n=2, cutoff=0.6)
             raise UserError(
                 f"I don't know the command /{msg.command[:40]}. /help lists what I can do.",
-                suggestions=tuple(f"/{c}" for c in close),
+                suggestions=registry.suggest(msg.command),
             )
         if command.admin_in_groups and not msg.is_private and not msg.is_admin:
             raise UserError(f"Only an admin of this chat can use /{command.name} here.")

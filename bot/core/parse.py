@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import re
-import unicodedata
 from dataclasses import dataclass
+
+from bot.core.render.base import sanitize
 
 MAX_ARGS = 20_000  # characters of argument text kept; more is cut and the user told
 _CMD_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?=\s|`|$)")
@@ -19,12 +20,10 @@ class Parsed:
 
 
 def clean(text: str) -> str:
-    """Drop NUL and other C0/C1 control characters (keeping newlines and tabs) and lone
-    surrogates; keep right-to-left marks and emoji, which are text."""
-    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> U+FFFD... via '?'
-    return "".join(
-        ch for ch in text if ch in "\n\t" or unicodedata.category(ch) not in ("Cc", "Cs")
-    )
+    """User text without NUL, terminal escapes, other control characters (newlines and tabs
+    stay) or lone surrogates; right-to-left marks and emoji are text and stay. The renderers'
+    own :func:`~bot.core.render.base.sanitize` is the one implementation."""
+    return sanitize(text)
 
 
 def parse(text: str, bot_username: str | None = None) -> Parsed:

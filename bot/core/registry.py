@@ -7,6 +7,7 @@ imports (jupyter, matplotlib) load only when that command runs.
 
 from __future__ import annotations
 
+import difflib
 import importlib
 import re
 from collections.abc import Awaitable, Callable
@@ -77,6 +78,12 @@ class Registry:
 
     def names(self) -> list[str]:
         return [*self.commands, *self.aliases]
+
+    def suggest(self, name: str) -> tuple[str, ...]:
+        """Close command names for a did-you-mean, as ``/name``."""
+        return tuple(
+            f"/{c}" for c in difflib.get_close_matches(name, self.names(), n=2, cutoff=0.6)
+        )
 
 
 PLATFORM = Option("platform", "A notebook platform, e.g. colab", autocomplete="platforms")

@@ -98,7 +98,7 @@ class VerdictView:
         u = self.uptime
         if u.h24 is not None:
             avg = f", avg {u.avg_latency_ms:.0f} ms" if u.avg_latency_ms is not None else ""
-            out.append(f"  uptime 24h {_pct(u.h24)} · 7d {_pct(u.d7)} · 30d {_pct(u.d30)}{avg}")
+            out.append(f"  uptime 24h {pct(u.h24)} · 7d {pct(u.d7)} · 30d {pct(u.d30)}{avg}")
         inc = self.last_incident
         if inc is not None:
             when = "ongoing" if inc.ongoing else f"ended {fmt_age(self.now - (inc.ended_at or 0))}"
@@ -108,7 +108,8 @@ class VerdictView:
         return out
 
 
-def _pct(x: float | None) -> str:
+def pct(x: float | None) -> str:
+    """An uptime ratio as ``99.5%``; ``?`` when there is no history yet."""
     return "?" if x is None else f"{x * 100:.1f}%"
 
 
