@@ -1,6 +1,7 @@
 """Every feature's schema steps, in one place so their numbers never collide.
 
-Numbers: 1-99 core, 100-199 monitor (outage intelligence); the kernel pool keeps no tables.
+Numbers: 1-99 core, 100-199 monitor (outage intelligence), 200-219 kernel pool (local
+kernel records), 220-239 Kaggle backend, 240-259 delivery (inbound record, reply outbox).
 """
 
 from __future__ import annotations

@@ -8,12 +8,17 @@ and a busy timeout.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import sys
 import threading
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
+from typing import TypeVar
+
+T = TypeVar("T")
 
 
 def _import_sqlite_utils() -> ModuleType:
@@ -64,6 +69,20 @@ class Store:
         conn.execute("PRAGMA synchronous = NORMAL")
         self.db = sqlite_utils.Database(conn)
         self.lock = threading.RLock()
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="nbhelp-db")
+
+    async def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+        """Run ``fn(db)`` on the store's own thread, never on the event loop's.
+
+        Every SQLite access from async code goes through here: a lock held by another process
+        then delays only the commands that need the database, not the whole bot.
+        """
+
+        def run() -> T:
+            with self.lock:
+                return fn(self.db)
+
+        return await asyncio.get_running_loop().run_in_executor(self._executor, run)
 
     def migrate(self) -> list[str]:
         """Apply pending migrations; return the names applied."""
@@ -107,4 +126,5 @@ class Store:
             )
 
     def close(self) -> None:
+        self._executor.shutdown(wait=True)
         self.db.conn.close()
