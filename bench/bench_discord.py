@@ -35,8 +35,10 @@ from pydantic import SecretStr
 from bot.adapters.discord import DiscordAdapter
 from bot.core.app import Core
 from bot.core.models import Inbound, Reply, codeblock
-from bot.core.registry import Command, Option, build_registry
+from bot.core.registry import Command, Option, Registry
 from bot.settings import Settings
+from bot.wiring import build_core
+from handlers import COMMANDS
 from tests.fakes.discord_api import GUILD_ID, FakeDiscord
 
 N = 200
@@ -103,11 +105,11 @@ def max_in_flight(spans: list[tuple[float, float]]) -> int:
 
 
 async def main() -> int:
-    registry = build_registry()
+    registry = Registry.of(COMMANDS)
     registry.commands["run"] = Command(
         "run",
         "Run Python code (benchmark stand-in: busy for a few seconds)",
-        f"{__name__}:busy_run",
+        busy_run,
         (Option("code", "Python code", required=True, rest=True),),
     )
     with tempfile.TemporaryDirectory() as tmp:
@@ -120,7 +122,7 @@ async def main() -> int:
                 discord_gateway_url=fake.gateway_url,
                 _env_file=None,  # type: ignore[call-arg]
             )
-            core = Core.create(settings, registry)
+            core = build_core(settings, registry)
             offline_monitor(core)
             adapter = DiscordAdapter(core, settings)
             await adapter.start()

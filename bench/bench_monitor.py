@@ -20,9 +20,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import bot.monitor.migrations  # noqa: F401
+from bot import migrations
 from bot.monitor import MonitorService, MonitorSettings, history
-from bot.monitor.db import transaction
-from bot.store import Store
+from bot.store import Store, transaction
 from tests.fakes.status_server import ThreadedStatusServer
 from tests.monitor.helpers import platform, source
 
@@ -52,7 +52,7 @@ async def sweep_bench(fake: ThreadedStatusServer, tmp: Path) -> None:
             fake.routes[path] = fake.routes["/fault/hang"]
         ps[f"p{i:03d}"] = platform(f"p{i:03d}", [source("http", fake.url(path))])
     store = Store(tmp / "sweep.db")
-    store.migrate()
+    store.migrate(migrations.steps())
     svc = MonitorService(store, ps, s)
     try:
         await svc.sweep([f"p{i:03d}" for i in range(1, 100, 5)])  # warm the connection pool
@@ -84,7 +84,7 @@ def fill_history(
     steps = int(days * 86400 / every)
     for k in range(steps):
         at = start + k * every
-        with transaction(store) as db:
+        with transaction(store.db) as db:
             if k % int(3600 / every) == 0:  # the running service prunes every hour
                 history.prune(db, at, settings)
             for j, pid in enumerate(ids):
@@ -129,7 +129,7 @@ async def store_bench(fake: ThreadedStatusServer, tmp: Path) -> None:
     }
     path = tmp / "history.db"
     store = Store(path)
-    store.migrate()
+    store.migrate(migrations.steps())
     t = time.perf_counter()
     rows = fill_history(store, ids, t0, days, every, MonitorSettings())
     fill_s = time.perf_counter() - t
@@ -138,18 +138,20 @@ async def store_bench(fake: ThreadedStatusServer, tmp: Path) -> None:
     try:
         await svc.sweep()  # real state rows and evidence for every platform
         for i in range(40):
-            svc.add_report(ids[i % 20], adapter="bench", chat_id=i % 7, user_id=i, text="down?")
-        svc.prune(now)
+            await svc.add_report(
+                ids[i % 20], adapter="bench", chat_id=i % 7, user_id=i, text="down?"
+            )
+        await svc.prune(now)
         verdict_ms, all_ms = [], []
         for i in range(300):
             a = time.perf_counter()
-            svc.verdict(ids[i % 20])
+            await svc.verdict(ids[i % 20])
             b = time.perf_counter()
-            svc.all_verdicts()
+            await svc.all_verdicts()
             c = time.perf_counter()
             verdict_ms.append((b - a) * 1000)
             all_ms.append((c - b) * 1000)
-        v = svc.verdict(ids[0])
+        v = await svc.verdict(ids[0])
     finally:
         await svc.aclose()
     store.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -176,10 +178,10 @@ async def store_bench(fake: ThreadedStatusServer, tmp: Path) -> None:
 
 async def command_bench(fake: ThreadedStatusServer, tmp: Path) -> None:
     """/status and /status colab through the whole core (parse, handler, render), from the store."""
-    from bot.core.app import Core
     from bot.core.models import Inbound
     from bot.core.render import TelegramRenderer
     from bot.settings import Settings
+    from bot.wiring import build_core
 
     ok = fake.url("/http/ok")
     cfg = tmp / "bench.toml"
@@ -203,7 +205,7 @@ async def command_bench(fake: ThreadedStatusServer, tmp: Path) -> None:
     cfg.write_text(
         f'[monitor]\ninterval_s = 3600\ntrust_env = false\ncontrol_urls = ["{ok}"]\n' + overrides
     )
-    core = Core.create(Settings(db=tmp / "cmd.db", config=cfg, _env_file=None))  # type: ignore[call-arg]
+    core = build_core(Settings(db=tmp / "cmd.db", config=cfg, _env_file=None))  # type: ignore[call-arg]
     renderer = TelegramRenderer()
     try:
         await core.ctx.service("monitor").sweep()

@@ -168,15 +168,17 @@ async def through_core(n: int) -> tuple[list[float], list[float], list[float]]:
     """``/run`` as a chat user sends it: parse, handler, kernel, reply model, Telegram HTML."""
     import tempfile
 
-    from bot.core.app import Core
     from bot.core.models import Inbound
     from bot.core.render import TelegramRenderer
     from bot.settings import Settings
+    from bot.wiring import build_core
 
     renderer = TelegramRenderer()
     with tempfile.TemporaryDirectory() as tmp:
-        settings = Settings(db=Path(tmp) / "bench.db", run_per_minute=100_000, _env_file=None)  # type: ignore[call-arg]
-        core = Core.create(settings)
+        settings = Settings(
+            db=Path(tmp) / "bench.db", run={"runs_per_minute": 100_000}, _env_file=None
+        )  # type: ignore[call-arg]
+        core = build_core(settings)
         kernels = core.ctx.service("kernels")
         await kernels.wait_until_warm()
         counter = iter(range(1_000_000))

@@ -22,12 +22,14 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from bot.wiring import build_core
+
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from bot.adapters.telegram import Limits, TelegramAdapter  # noqa: E402
 from bot.core.app import Core  # noqa: E402
-from bot.settings import Settings  # noqa: E402
+from bot.settings import Settings, TelegramSettings  # noqa: E402
 from tests.fakes.telegram_api import FakeBot, FakeTelegram  # noqa: E402
 
 COMMANDS = (
@@ -44,12 +46,8 @@ async def start(
     fake: FakeTelegram, core: Core, settings: Settings, limits: Limits
 ) -> tuple[TelegramAdapter, FakeBot]:
     bot = fake.new_bot("nbhelp_bench_bot")
-    s = settings.model_copy(
-        update={
-            "telegram_token": SecretStr(bot.token),
-            "telegram_base_url": fake.base_url,
-            "telegram_base_file_url": fake.base_file_url,
-        }
+    s = TelegramSettings(
+        token=SecretStr(bot.token), base_url=fake.base_url, base_file_url=fake.base_file_url
     )
     adapter = TelegramAdapter(core, s, limits=limits, typing_after_s=5.0)
     await adapter.start()
@@ -110,7 +108,7 @@ async def main(updates: int, samples: int, limited: int) -> int:
     logging.basicConfig(level=logging.WARNING)
     with tempfile.TemporaryDirectory() as tmp:
         settings = Settings(db=Path(tmp) / "bench.db", _env_file=None)  # type: ignore[call-arg]
-        core = Core.create(settings)
+        core = build_core(settings)
         async with FakeTelegram() as fake:
             adapter, bot = await start(fake, core, settings, Limits.unlimited())
             await core_latency(core, 30)  # warm up imports and caches

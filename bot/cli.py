@@ -4,6 +4,11 @@ nbhelp                  run the bot: chat adapters whose tokens are set, else th
 nbhelp console          the interactive console chat
 nbhelp ask "/status"    one message through the core; prints the reply (attachments → --out)
 nbhelp probe [platform] one sweep of the outage monitor; prints the verdicts
+nbhelp config           the effective settings and where each came from (secrets redacted)
+
+Exit status: 0 done; 1 the bot stopped by itself (see the log); 2 it could not start (bad
+settings, database, knowledge data — one line on stderr names the key or path and the fix);
+3 ``ask`` got no answer within its deadline.
 """
 
 from __future__ import annotations
@@ -16,21 +21,24 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
 from bot import logs
-from bot.settings import Settings, secret_values
+from bot.settings import Settings, SettingsError, effective, load_settings, secret_values
 
 if TYPE_CHECKING:
     from bot.core.app import Core
+    from bot.core.contract import ChatAdapter
 
 log = logging.getLogger("nbhelp")
 
 NO_TERMINAL = (
     "nbhelp: no chat platform is configured and there is no terminal for the console chat.\n"
-    "Set NBHELP_TELEGRAM_TOKEN and/or NBHELP_DISCORD_TOKEN (see README), "
+    "Set NBHELP_TELEGRAM__TOKEN and/or NBHELP_DISCORD__TOKEN (see README), "
     'or run `python -m bot ask "/help"` for a one-shot answer.'
 )
+
+
+class StartError(Exception):
+    """Cannot start: a one-line reason (exit status 2)."""
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -44,60 +52,104 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("console", help="interactive console chat")
     probe = sub.add_parser("probe", help="check platforms now and print the verdicts")
     probe.add_argument("platform", nargs="?", help="one platform (default: all)")
+    sub.add_parser("config", help="print the effective settings and where each came from")
     return p
 
 
-def _start(console: bool) -> tuple[Settings, Core]:
-    from bot.core.app import Core
+def _settings() -> tuple[Settings, dict[tuple[str, ...], object]]:
+    try:
+        settings, origins = load_settings()
+    except SettingsError as exc:
+        lines = "\n".join(f"  {p}" for p in exc.problems)
+        raise StartError(f"invalid settings:\n{lines}") from None
+    return settings, dict(origins)
+
+
+def _start(settings: Settings, *, chats: bool) -> Core:
+    from bot.store import StoreError
+    from bot.wiring import build_core
     from knowledge.loader import KnowledgeError
 
-    try:
-        settings = Settings()
-    except ValidationError as exc:
-        raise SystemExit(f"nbhelp: invalid settings: {exc}") from None
-    chats = not console and bool(settings.telegram_token or settings.discord_token)
     level = settings.log_level or ("INFO" if chats else "WARNING")
     logs.setup(level, secret_values(settings), settings.log_file)
     try:
-        core = Core.create(settings)
-    except KnowledgeError as exc:
-        raise SystemExit(f"nbhelp: cannot start: {exc}") from None
-    return settings, core
+        return build_core(settings)
+    except (KnowledgeError, StoreError) as exc:
+        raise StartError(f"cannot start: {exc}") from None
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    try:
+        return _main(_parser().parse_args(argv))
+    except StartError as exc:
+        print(f"nbhelp: {exc}", file=sys.stderr)
+        return 2
+
+
+def _main(args: argparse.Namespace) -> int:
+    settings, origins = _settings()
+    if args.cmd == "config":
+        return _config(settings, origins)
     if args.cmd == "ask":
-        settings, core = _start(console=True)
-        print(asyncio.run(_ask(core, args.message, args.out or settings.out_dir)))
-        return 0
+        core = _start(settings, chats=False)
+        out = args.out or settings.out_dir
+        code, text = asyncio.run(_ask(core, args.message, out, settings.startup.ask_timeout_s))
+        print(text, file=sys.stdout if code == 0 else sys.stderr)
+        return code
     if args.cmd == "probe":
-        _, core = _start(console=True)
+        core = _start(settings, chats=False)
         return asyncio.run(_probe(core, args.platform))
-    settings, core = _start(console=args.cmd == "console")
-    if args.cmd is None and (settings.telegram_token or settings.discord_token):
-        return asyncio.run(_serve_chats(settings, core))
-    if not sys.stdin.isatty():
+    chats = args.cmd is None and bool(settings.chat_platforms)
+    if not chats and not sys.stdin.isatty():
         print(NO_TERMINAL, file=sys.stderr)
         return 2
+    core = _start(settings, chats=chats)
+    _claim(core)
+    if chats:
+        return asyncio.run(_serve_chats(settings, core))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_console(settings, core))
     return 0
 
 
-async def _ask(core: Core, message: str, out: Path) -> str:
-    from bot.adapters.console import ConsoleAdapter
+def _claim(core: Core) -> None:
+    from bot.store import StoreInUse
 
     try:
-        return await ConsoleAdapter(core, out).ask(message)
+        core.ctx.store.claim()
+    except StoreInUse as exc:
+        core.close()
+        raise StartError(str(exc)) from None
+
+
+def _config(settings: Settings, origins: dict[tuple[str, ...], object]) -> int:
+    rows = effective(settings, origins)  # type: ignore[arg-type]
+    width = max(len(k) for k, _, _ in rows)
+    for key, value, origin in rows:
+        print(f"{key:<{width}}  {value}  [{origin}]")
+    return 0
+
+
+async def _ask(core: Core, message: str, out: Path, timeout_s: float) -> tuple[int, str]:
+    """Answer one message; never hangs: past ``timeout_s`` it gives up with exit status 3."""
+    from bot.adapters.console import ConsoleAdapter
+    from bot.runner import close_services
+
+    try:
+        text = await asyncio.wait_for(ConsoleAdapter(core, out).ask(message), timeout_s)
+        return 0, text
+    except TimeoutError:
+        return 3, f"nbhelp: no answer within {timeout_s:g} s (NBHELP_STARTUP__ASK_TIMEOUT_S)"
     finally:
-        await core.aclose()
+        await close_services(core)
 
 
 async def _probe(core: Core, name: str | None) -> int:
-    from knowledge.loader import KnowledgeError
+    from bot.monitor.service import MonitorService
+    from bot.runner import close_services
 
     monitor = core.ctx.service("monitor")
+    assert isinstance(monitor, MonitorService)
     try:
         ids = None
         if name:
@@ -109,13 +161,10 @@ async def _probe(core: Core, name: str | None) -> int:
             ids = [platform.id]
         await monitor.sweep(ids)
         for pid in ids or monitor.monitored:
-            print("\n".join(monitor.verdict(pid).lines()))
+            print("\n".join((await monitor.verdict(pid)).lines()))
         return 0
-    except KnowledgeError as exc:
-        print(f"nbhelp: {exc}", file=sys.stderr)
-        return 2
     finally:
-        await core.aclose()
+        await close_services(core)
 
 
 async def _console(settings: Settings, core: Core) -> None:
@@ -124,32 +173,26 @@ async def _console(settings: Settings, core: Core) -> None:
 
     stop = asyncio.Event()
     adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty(), on_exit=stop.set)
-    try:
-        await serve(core, [adapter], stop)
-    finally:
-        core.close()
+    await serve(core, [adapter], stop)
 
 
 async def _serve_chats(settings: Settings, core: Core) -> int:
     """Run every chat adapter whose token is set, in this one event loop."""
-    from bot.adapters.base import Adapter
     from bot.runner import serve
 
-    adapters: list[Adapter] = []
-    if settings.telegram_token:
+    adapters: list[ChatAdapter] = []
+    if "telegram" in settings.chat_platforms:
         from bot.adapters.telegram import TelegramAdapter
 
-        adapters.append(TelegramAdapter(core, settings))
-    if settings.discord_token:
+        adapters.append(TelegramAdapter(core, settings.telegram))
+    if "discord" in settings.chat_platforms:
         from bot.adapters.discord import DiscordAdapter
 
-        adapters.append(DiscordAdapter(core, settings))
+        adapters.append(DiscordAdapter(core, settings.discord))
     log.info("starting %s", ", ".join(a.name for a in adapters))
     try:
-        await serve(core, adapters)
+        outcome = await serve(core, adapters)
     except Exception:
-        log.exception("nbhelp stopped: a chat adapter or service failed")  # redacted log
+        log.exception("nbhelp stopped: a service failed")  # redacted log
         return 1
-    finally:
-        core.close()
-    return 0
+    return outcome.code

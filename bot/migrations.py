@@ -6,9 +6,10 @@ kernel records), 220-239 Kaggle backend, 240-259 delivery (inbound record, reply
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
-from bot.store import migration
+from bot.store import Migration, migration, registered_migrations
 
 if TYPE_CHECKING:
     import sqlite_utils
@@ -30,3 +31,8 @@ def _search(db: sqlite_utils.Database) -> None:
 
 # Every feature's steps register themselves on import.
 import bot.monitor.migrations  # noqa: E402, F401
+
+
+def steps() -> Mapping[int, tuple[str, Migration]]:
+    """Every feature's schema steps (importing this module registered them)."""
+    return registered_migrations()

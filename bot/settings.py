@@ -1,82 +1,461 @@
-"""Settings from the environment (prefix ``NBHELP_``) and an optional ``.env`` file.
+"""Every operational setting, in one pydantic-settings model checked at start.
 
-Tokens are ``SecretStr``: they print as ``**********`` and :func:`secret_values` feeds the log
-redaction filter, so a token never reaches a log line or a reply.
+Sources, highest precedence first:
+
+1. keyword arguments (tests, embedding);
+2. environment variables ``NBHELP_<KEY>`` and, for sections, ``NBHELP_<SECTION>__<KEY>``
+   (e.g. ``NBHELP_RUN__WALL_S=5``, ``NBHELP_TELEGRAM__TOKEN=…``);
+3. a ``.env`` file in the working directory (same names);
+4. the TOML config file named by ``NBHELP_CONFIG`` (``[run] wall_s = 5``; top-level keys such
+   as ``db = "…"`` too). Its knowledge sections (``[[platform]]``, ``[override.*]``,
+   ``[[message]]``, ``[[tip]]``) belong to the knowledge loader and are skipped here;
+5. the defaults below.
+
+Every key is typed and bounded. An unknown, mistyped or out-of-range key from any source stops
+the bot at start with a :class:`SettingsError` naming the variable or the file and key, and the
+reason (``python -m bot`` exits with status 2, no traceback). ``python -m bot config`` prints the
+effective settings and where each came from, secrets redacted. Tokens are ``SecretStr``: they
+print as ``**********`` and :func:`secret_values` feeds the log redaction filter.
 """
 
 from __future__ import annotations
 
+import os
+import tomllib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.fields import FieldInfo
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from bot.kernels.settings import RunSettings
+from bot.monitor.settings import MonitorSettings
+from bot.text import did_you_mean
+
+PREFIX = "NBHELP_"
+DELIMITER = "__"
+ENV_FILE = ".env"
+# Sections of the config file that the knowledge loader reads (knowledge/loader.py).
+KNOWLEDGE_SECTIONS = frozenset({"platform", "override", "message", "tip"})
+
+LogLevel = Literal["DEBUG", "INFO", "WARNING", "ERROR"]
 
 
-class Settings(BaseSettings):
-    model_config = SettingsConfigDict(
-        env_prefix="NBHELP_", env_file=".env", env_file_encoding="utf-8", extra="ignore"
-    )
+class Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
 
-    db: Path = Field(Path("nbhelp.db"), description="SQLite file of the store")
-    config: Path | None = Field(None, description="TOML file adding or overriding platforms")
-    out_dir: Path = Field(Path("nbhelp-out"), description="where the console saves attachments")
-    log_level: str | None = Field(
-        None,
-        description="DEBUG, INFO, WARNING or ERROR; default INFO for chat adapters, "
-        "WARNING in the console and for `ask` (the log would mix with the chat)",
-    )
-    log_file: Path | None = Field(None, description="also write the log to this file")
 
-    # /run: the kernel pool (see README, "Running code")
-    run_enabled: bool = Field(True, description="offer /run at all")
-    run_wall_s: float = Field(10.0, gt=0, description="wall time per run before interrupt")
-    run_memory_mb: int = Field(1024, gt=0, description="address-space limit of a kernel")
-    run_max_processes: int = Field(64, gt=0, description="processes and threads of a kernel")
-    run_tmp_mb: int = Field(64, gt=0, description="size of a kernel's writable home")
-    run_output_bytes: int = Field(1_000_000, gt=0, description="text captured per run")
-    run_max_images: int = Field(4, ge=0, description="images per run")
-    run_pool_size: int = Field(2, ge=0, description="warm spare kernels")
-    run_max_sessions: int = Field(8, gt=0, description="live kernel sessions at once")
-    run_per_minute: int = Field(15, gt=0, description="runs per user per minute")
-    run_idle_timeout_s: float = Field(600.0, gt=0, description="session ends after this idle time")
-    run_max_age_s: float = Field(3600.0, gt=0, description="session ends after this age")
-    run_unsandboxed_i_trust_every_user: bool = Field(
-        False,
-        description="DANGER: run code WITHOUT bubblewrap when the sandbox is unavailable; "
-        "only for a trusted single-user machine",
-    )
-
-    telegram_token: SecretStr | None = Field(None, description="Telegram bot token from @BotFather")
-    telegram_base_url: str = Field(
+class TelegramSettings(Section):
+    token: SecretStr | None = Field(None, description="bot token from @BotFather; on when set")
+    base_url: str = Field(
         "https://api.telegram.org/bot", description="Bot API base; the token is appended"
     )
-    telegram_base_file_url: str = Field(
+    base_file_url: str = Field(
         "https://api.telegram.org/file/bot", description="file download base"
     )
-    telegram_webhook_url: str | None = Field(
+    webhook_url: str | None = Field(
         None, description="public https URL: webhook mode instead of long polling"
     )
-    telegram_webhook_listen: str = Field("0.0.0.0", description="webhook listen address")
-    telegram_webhook_port: int = Field(8443, description="webhook listen port")
-    telegram_webhook_secret: SecretStr | None = Field(
+    webhook_listen: str = Field("0.0.0.0", description="webhook listen address")
+    webhook_port: int = Field(8443, ge=1, le=65535, description="webhook listen port")
+    webhook_secret: SecretStr | None = Field(
         None, description="secret token Telegram must send with every update"
     )
 
-    discord_token: SecretStr | None = Field(None, description="Discord bot token")
-    discord_guild_id: int | None = Field(
-        None, description="sync slash commands to this server only (immediate; development)"
+
+class DiscordSettings(Section):
+    token: SecretStr | None = Field(None, description="bot token; on when set")
+    guild_id: int | None = Field(
+        None, ge=0, description="sync slash commands to this server only (immediate; development)"
     )
-    discord_api_base: str = Field("https://discord.com/api/v10", description="REST API base")
-    discord_gateway_url: str = Field(
-        "wss://gateway.discord.gg/", description="gateway WebSocket URL"
+    api_base: str = Field("https://discord.com/api/v10", description="REST API base")
+    gateway_url: str = Field("wss://gateway.discord.gg/", description="gateway WebSocket URL")
+
+
+class StartupSettings(Section):
+    adapter_retry_initial_s: float = Field(
+        1.0, gt=0, le=60, description="first wait before retrying a chat platform that failed"
+    )
+    adapter_retry_max_s: float = Field(
+        60.0, gt=0, le=3600, description="longest wait between start attempts of a chat platform"
+    )
+    stop_timeout_s: float = Field(
+        10.0, gt=0, le=120, description="time each adapter gets to finish in-flight work"
+    )
+    ask_timeout_s: float = Field(
+        120.0, gt=0, le=3600, description="`ask` gives up (exit 3) after this long"
+    )
+    db_busy_timeout_s: float = Field(
+        5.0,
+        gt=0,
+        le=120,
+        description="how long a command waits for a database locked by another process",
+    )
+    db_watch_s: float = Field(
+        5.0, gt=0, le=600, description="how often the database file is checked to still be ours"
     )
 
 
-def secret_values(settings: Settings) -> list[str]:
-    """Every secret's plain value, for redaction."""
-    out = []
+class Settings(BaseSettings):
+    """The root: top-level keys plus one section per service."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=PREFIX,
+        env_nested_delimiter=DELIMITER,
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="forbid",
+        frozen=True,
+    )
+
+    db: Path = Field(Path("nbhelp.db"), description="SQLite file of the store")
+    config: Path | None = Field(
+        None, description="TOML file with settings sections and knowledge overrides"
+    )
+    out_dir: Path = Field(Path("nbhelp-out"), description="where the console saves attachments")
+    log_level: LogLevel | None = Field(
+        None,
+        description="default INFO for chat adapters, WARNING in the console and for `ask`",
+    )
+    log_file: Path | None = Field(None, description="also write the log to this file")
+
+    run: RunSettings = Field(default_factory=RunSettings, description="/run: the kernel pool")
+    monitor: MonitorSettings = Field(
+        default_factory=MonitorSettings, description="the outage monitor"
+    )
+    telegram: TelegramSettings = Field(default_factory=TelegramSettings)
+    discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    startup: StartupSettings = Field(
+        default_factory=StartupSettings, description="start-up, shutdown and the database"
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        init = getattr(init_settings, "init_kwargs", {}) or {}
+        return (
+            init_settings,
+            env_settings,
+            dotenv_settings,
+            ConfigFileSource(settings_cls, _config_path(init)),
+        )
+
+    @property
+    def chat_platforms(self) -> list[str]:
+        """The chat adapters whose tokens are set."""
+        out = []
+        if self.telegram.token is not None and self.telegram.token.get_secret_value():
+            out.append("telegram")
+        if self.discord.token is not None and self.discord.token.get_secret_value():
+            out.append("discord")
+        return out
+
+
+class SettingsError(Exception):
+    """Invalid settings: each line names the variable or file key and the reason."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("; ".join(problems))
+        self.problems = problems
+
+
+# -- the config file -----------------------------------------------------------------------
+
+
+def _config_path(init: Mapping[str, Any]) -> Path | None:
+    if init.get("config") is not None:
+        return Path(init["config"])
+    raw = os.environ.get(f"{PREFIX}CONFIG") or _dotenv().get(f"{PREFIX}CONFIG")
+    return Path(raw) if raw else None
+
+
+def read_config_file(path: Path) -> dict[str, Any]:
+    """The settings part of the config file (knowledge sections left out)."""
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise SettingsError([f"{PREFIX}CONFIG={path}: file not found"]) from None
+    except IsADirectoryError:
+        raise SettingsError([f"{PREFIX}CONFIG={path}: is a directory, not a TOML file"]) from None
+    except PermissionError:
+        raise SettingsError(
+            [f"{PREFIX}CONFIG={path}: cannot be read (permission denied)"]
+        ) from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError([f"{path}: not valid TOML: {exc}"]) from None
+    return {k: v for k, v in data.items() if k not in KNOWLEDGE_SECTIONS}
+
+
+class ConfigFileSource(PydanticBaseSettingsSource):
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+
+    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns the whole file
+
+    def __call__(self) -> dict[str, Any]:
+        return read_config_file(self.path) if self.path is not None else {}
+
+
+def _dotenv(path: str = ENV_FILE) -> dict[str, str]:
+    if not Path(path).is_file():
+        return {}
+    from dotenv import dotenv_values
+
+    return {k: v for k, v in dotenv_values(path).items() if v is not None}
+
+
+# -- loading with clear errors -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """Where one effective value came from."""
+
+    kind: Literal["argument", "env", ".env", "file", "default"]
+    name: str  # the variable, or "path: [section] key"
+
+    def __str__(self) -> str:
+        if self.kind == "env":
+            return self.name
+        if self.kind == ".env":
+            return f".env: {self.name}"
+        return self.name if self.kind == "file" else self.kind
+
+
+def _env_name(path: tuple[str, ...]) -> str:
+    return PREFIX + DELIMITER.join(p.upper() for p in path)
+
+
+def _file_key(path: tuple[str, ...]) -> str:
+    if len(path) == 1:
+        return path[0]
+    return f"[{'.'.join(path[:-1])}] {path[-1]}"
+
+
+def _paths_under(path: tuple[str, ...]) -> list[tuple[str, ...]]:
+    """The key itself when it is a leaf, else every leaf under that section."""
+    under = [p for p in _walk_fields(Settings) if p[: len(path)] == path]
+    return under or [path]
+
+
+def _walk_fields(model: type[BaseModel], prefix: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every settable key path, sections expanded."""
+    for name, info in model.model_fields.items():
+        sub = _section_model(info)
+        if sub is not None:
+            yield from _walk_fields(sub, (*prefix, name))
+        else:
+            yield (*prefix, name)
+
+
+def _section_model(info: FieldInfo) -> type[BaseModel] | None:
+    ann = info.annotation
+    return ann if isinstance(ann, type) and issubclass(ann, BaseModel) else None
+
+
+def _known_env_names() -> dict[str, tuple[str, ...]]:
+    return {_env_name(p): p for p in _walk_fields(Settings)}
+
+
+def _check_env_names(environ: Mapping[str, str], where: str) -> list[str]:
+    """Variables with our prefix that name no setting (pydantic-settings ignores them)."""
+    known = _known_env_names()
+    problems = []
+    for var in sorted(environ):
+        if not var.upper().startswith(PREFIX) or var.upper() in known:
+            continue
+        if _dict_key(var.upper(), known):
+            continue
+        close = did_you_mean(var.upper(), known, n=1, cutoff=0.75)
+        hint = f"; did you mean {close[0]}?" if close else "; `python -m bot config` lists them"
+        problems.append(f"{where} {var}: unknown setting{hint}".lstrip())
+    return problems
+
+
+def _dict_key(var: str, known: Mapping[str, tuple[str, ...]]) -> bool:
+    """``NBHELP_MONITOR__INTERVAL_OVERRIDES__COLAB``: a key inside a dict-valued setting."""
+    for name, path in known.items():
+        if var.startswith(name + DELIMITER) and _is_mapping_field(path):
+            return True
+    return False
+
+
+def _is_mapping_field(path: tuple[str, ...]) -> bool:
+    model: type[BaseModel] = Settings
+    for part in path[:-1]:
+        sub = _section_model(model.model_fields[part])
+        if sub is None:
+            return False
+        model = sub
+    ann = model.model_fields[path[-1]].annotation
+    return getattr(ann, "__origin__", None) is dict
+
+
+def _lookup(data: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    cur: Any = data
+    for part in path:
+        if not isinstance(cur, Mapping) or part not in cur:
+            return False
+        cur = cur[part]
+    return True
+
+
+def _env_has(environ: Mapping[str, str], path: tuple[str, ...]) -> str | None:
+    name = _env_name(path)
+    for var in environ:
+        if var.upper() == name:
+            return var
+    if len(path) > 1:  # a whole section given as JSON: NBHELP_RUN='{"wall_s": 5}'
+        return _env_has(environ, path[:-1])
+    return None
+
+
+def origin_of(
+    path: tuple[str, ...],
+    *,
+    init: Mapping[str, Any],
+    environ: Mapping[str, str],
+    dotenv: Mapping[str, str],
+    file: Mapping[str, Any],
+    file_path: Path | None,
+) -> Origin:
+    if _lookup(init, path):
+        return Origin("argument", ".".join(path))
+    if (var := _env_has(environ, path)) is not None:
+        return Origin("env", var)
+    if (var := _env_has(dotenv, path)) is not None:
+        return Origin(".env", var)
+    if file_path is not None and _lookup(file, path):
+        return Origin("file", f"{file_path}: {_file_key(path)}")
+    return Origin("default", "")
+
+
+def _reason(err: Mapping[str, Any]) -> str:
+    reason = str(err.get("msg", "invalid"))
+    for prefix, repl in (("Value error, ", ""), ("Input should be", "must be")):
+        if reason.startswith(prefix):
+            reason = repl + reason[len(prefix) :]
+    return reason.strip()
+
+
+def _describe_error(err: Mapping[str, Any], where: Origin, path: tuple[str, ...]) -> str:
+    reason = _reason(err)
+    if err.get("type") == "extra_forbidden":
+        reason = "unknown setting"
+        if where.kind == "file":
+            return f"{where.name}: unknown setting"
+    value = err.get("input")
+    if where.kind in ("env", ".env"):
+        shown = "" if _is_secret_path(path) else f"={_short(value)}"
+        return f"{where}{shown}: {reason}"
+    if where.kind == "file":
+        return f"{where.name}: {reason}"
+    return f"{'.'.join(path) or 'settings'}: {reason}"
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "…"
+
+
+def _is_secret_path(path: tuple[str, ...]) -> bool:
+    return any(word in path[-1] for word in ("token", "secret", "password", "key"))
+
+
+def load_settings(**overrides: Any) -> tuple[Settings, dict[tuple[str, ...], Origin]]:
+    """Settings from every source, and where each value came from.
+
+    Raises :class:`SettingsError` naming every bad variable or key.
+    """
+    env = dict(os.environ)
+    dotenv = _dotenv()
+    problems = _check_env_names(env, "") + _check_env_names(dotenv, ".env:")
+    file_path = (
+        Path(overrides["config"])
+        if overrides.get("config") is not None
+        else Path(raw)
+        if (raw := env.get(f"{PREFIX}CONFIG") or dotenv.get(f"{PREFIX}CONFIG"))
+        else None
+    )
+    file = read_config_file(file_path) if file_path is not None else {}
+    if problems:
+        raise SettingsError(problems)
+    try:
+        settings = Settings(**overrides)
+    except ValidationError as exc:
+        for err in exc.errors():
+            path = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
+            found = {
+                sub: origin_of(
+                    sub, init=overrides, environ=env, dotenv=dotenv, file=file, file_path=file_path
+                )
+                for sub in _paths_under(path)
+            }
+            set_here = [o for o in found.values() if o.kind != "default"]
+            if path in found or len(set_here) != 1:
+                where = found.get(path, Origin("default", ""))
+            else:
+                where = set_here[0]
+            if path not in found and len(set_here) > 1:  # a check across keys of a section
+                names = ", ".join(str(o) for o in set_here)
+                problems.append(f"{'.'.join(path)} ({names}): {_reason(err)}")
+            else:
+                problems.append(_describe_error(err, where, path))
+        raise SettingsError(list(dict.fromkeys(problems))) from None
+    origins = {
+        path: origin_of(
+            path, init=overrides, environ=env, dotenv=dotenv, file=file, file_path=file_path
+        )
+        for path in _walk_fields(Settings)
+    }
+    return settings, origins
+
+
+def effective(
+    settings: Settings, origins: Mapping[tuple[str, ...], Origin]
+) -> list[tuple[str, str, str]]:
+    """``(key, value, origin)`` rows for ``python -m bot config``; secrets redacted."""
+    rows = []
+    for path in _walk_fields(Settings):
+        value: Any = settings
+        for part in path:
+            value = getattr(value, part)
+        if isinstance(value, SecretStr):
+            shown = "**********" if value.get_secret_value() else "(empty)"
+        elif value is None:
+            shown = "(not set)"
+        else:
+            shown = str(value)
+        rows.append((".".join(path), shown, str(origins.get(path, Origin("default", "")))))
+    return rows
+
+
+def secret_values(settings: BaseModel) -> list[str]:
+    """Every secret's plain value anywhere in the settings, for redaction."""
+    out: list[str] = []
     for name in type(settings).model_fields:
         value = getattr(settings, name)
         if isinstance(value, SecretStr) and value.get_secret_value():
             out.append(value.get_secret_value())
+        elif isinstance(value, BaseModel):
+            out += secret_values(value)
+        elif isinstance(value, tuple | list):
+            out += [s for v in value if isinstance(v, BaseModel) for s in secret_values(v)]
+        elif isinstance(value, dict):
+            out += [s for v in value.values() if isinstance(v, BaseModel) for s in secret_values(v)]
     return out

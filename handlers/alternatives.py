@@ -76,7 +76,7 @@ async def alternatives(ctx: Context, msg: Inbound) -> Reply:
         ctx.knowledge.alive(),
         needs,
         exclude=platform.id if platform else None,
-        down=currently_down(ctx),
+        down=await currently_down(ctx),
     )
     target = f"Instead of {platform.name}" if platform else "Where to run your notebook"
     title = f"{target}" + (f" — {', '.join(NEEDS[n].label for n in needs)}" if needs else "")

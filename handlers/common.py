@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.parse import words
+from bot.core.ports import KernelsPort, MonitorPort
 from knowledge.schema import Platform
 
 
@@ -40,17 +39,26 @@ def age(days: int) -> str:
     return f"{days // 30} months ago"
 
 
-def require(ctx: Context, name: str, refusal: str) -> Any:
-    """The named service, or a user-facing refusal when this bot has none configured."""
-    service = ctx.service(name)
-    if service is None:
+def need_monitor(ctx: Context, refusal: str) -> MonitorPort:
+    """The outage monitor, or a user-facing refusal when this bot has none configured."""
+    monitor = ctx.monitor()
+    if monitor is None:
         raise UserError(refusal)
-    return service
+    return monitor
 
 
-def currently_down(ctx: Context) -> set[str]:
+def need_kernels(ctx: Context, refusal: str) -> KernelsPort:
+    """The kernel pool, or a user-facing refusal when this bot has none configured."""
+    kernels = ctx.kernels()
+    if kernels is None:
+        raise UserError(refusal)
+    return kernels
+
+
+async def currently_down(ctx: Context) -> set[str]:
     """Platforms the outage monitor currently sees down (empty without a monitor)."""
-    monitor = ctx.service("monitor")
+    monitor = ctx.monitor()
     if monitor is None:
         return set()
-    return {pid for pid, status in monitor.current_statuses().items() if status == "down"}
+    statuses = await monitor.current_statuses()
+    return {pid for pid, status in statuses.items() if status == "down"}

@@ -12,10 +12,10 @@ async def help(ctx: Context, msg: Inbound) -> Reply:
     ws = words(msg.args)
     if ws:
         name = ws[0].lstrip("/")
-        cmd = ctx.registry.get(name)
+        cmd = ctx.commands.get(name)
         if cmd is None:
             raise UserError(
-                f"There is no command /{name[:40]}.", suggestions=ctx.registry.suggest(name)
+                f"There is no command /{name[:40]}.", suggestions=ctx.commands.suggest(name)
             )
         blocks: list[Block] = [para(bold(cmd.usage or f"/{cmd.name}")), para(cmd.description)]
         if cmd.options:
@@ -25,7 +25,7 @@ async def help(ctx: Context, msg: Inbound) -> Reply:
         if cmd.admin_in_groups:
             blocks.append(para("In groups only chat admins can use it."))
         return Reply.of(*blocks)
-    items = [(code(c.usage or f"/{c.name}"), " — ", c.description) for c in ctx.registry.visible()]
+    items = [(code(c.usage or f"/{c.name}"), " — ", c.description) for c in ctx.commands.visible()]
     return Reply.of(
         para(bold("nbhelp"), " — help when your cloud notebook fails."),
         bullets(*items),

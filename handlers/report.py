@@ -6,7 +6,7 @@ from __future__ import annotations
 from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Block, Inbound, Reply, code, para
-from handlers.common import require, split_platform
+from handlers.common import need_monitor, split_platform
 from handlers.tips import message_blocks
 
 
@@ -29,12 +29,10 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
         raise UserError(
             f"{platform.name} was retired on {platform.lifecycle.retired_on}; see /alternatives."
         )
-    monitor = require(
-        ctx, "monitor", "Reports are not available: the outage monitor is not configured."
-    )
+    monitor = need_monitor(ctx, "Reports are not available: the outage monitor is not configured.")
     known = ctx.knowledge.match_message(msg.args)
     if known is not None and known.not_an_outage and known.platform == platform.id:
-        monitor.add_report(
+        await monitor.add_report(
             platform.id,
             adapter=msg.platform,
             chat_id=msg.chat_id,
@@ -43,7 +41,7 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
             counts=False,
         )
         return Reply.of(*message_blocks(known, ctx.knowledge.label(known.platform)), tone="warn")
-    outcome = monitor.add_report(
+    outcome = await monitor.add_report(
         platform.id, adapter=msg.platform, chat_id=msg.chat_id, user_id=msg.user_id, text=msg.args
     )
     blocks: list[Block]

@@ -24,7 +24,7 @@ from bot.core.models import (
     italic,
     para,
 )
-from handlers.common import require
+from handlers.common import need_kernels
 
 if TYPE_CHECKING:
     from bot.kernels import KernelInfo, RunResult
@@ -72,7 +72,7 @@ async def run(ctx: Context, msg: Inbound) -> Reply:
     unknown = flags - {"--gpu", "--info"}
     if unknown:
         raise UserError(f"Unknown option {sorted(unknown)[0][:20]}. Options: --info, --gpu.")
-    kernels = require(ctx, "kernels", NOT_CONFIGURED)
+    kernels = need_kernels(ctx, NOT_CONFIGURED)
     if "--info" in flags:
         await kernels.start()
         return info_reply(kernels.info())
@@ -173,7 +173,7 @@ def info_reply(info: KernelInfo) -> Reply:
 
 
 async def reset(ctx: Context, msg: Inbound) -> Reply:
-    kernels = require(ctx, "kernels", NOT_CONFIGURED)
+    kernels = need_kernels(ctx, NOT_CONFIGURED)
     had = await kernels.reset(f"{msg.platform}:{msg.chat_id}:{msg.user_id}")
     if had:
         return Reply.of(para("Your kernel was reset: variables and files are gone."), tone="ok")

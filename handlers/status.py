@@ -7,7 +7,7 @@ console and ``ask`` wait for the check to finish.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from bot.core.context import Context
 from bot.core.errors import UserError
@@ -27,7 +27,7 @@ from bot.core.models import (
 )
 from bot.core.parse import words
 from bot.monitor.view import pct
-from handlers.common import currently_down, require, resolve_platform
+from handlers.common import currently_down, need_monitor, resolve_platform
 from handlers.platforms import retired_blocks
 from knowledge.ranking import rank
 from knowledge.schema import Platform
@@ -47,13 +47,6 @@ LOCAL_CHECKS = (
 )
 
 
-def _wait(msg: Inbound) -> Any:
-    """How long to wait for an on-the-spot check: fully in a terminal, briefly in a chat."""
-    from bot.monitor.service import DEFAULT
-
-    return None if msg.platform == "console" else DEFAULT
-
-
 async def status(ctx: Context, msg: Inbound) -> Reply:
     ws = words(msg.args)
     wants_chart = bool((CHART_WORDS | SPANS) & set(ws))
@@ -62,13 +55,13 @@ async def status(ctx: Context, msg: Inbound) -> Reply:
     platform = resolve_platform(ctx, name) if name else None
     if platform is not None and not platform.alive:
         return Reply.of(*retired_blocks(ctx, platform), tone="warn")
-    monitor = require(
-        ctx, "monitor", "Live status is not available: the outage monitor is not configured."
+    monitor = need_monitor(
+        ctx, "Live status is not available: the outage monitor is not configured."
     )
     if platform is None:
         if wants_chart:
             raise UserError("Name a platform for a chart, e.g. /status colab chart.")
-        return overview(await monitor.status_all(wait_s=_wait(msg)))
+        return overview(await monitor.status_all(patient=msg.patient))
     if not platform.status_sources:
         return Reply.of(
             para(
@@ -84,8 +77,10 @@ async def status(ctx: Context, msg: Inbound) -> Reply:
             (para(f"{platform.name}: response time and up/down, {label}."),),
             images=(Image(png, f"{platform.id}-{span}.png", f"{platform.name} — {label}"),),
         )
-    view = await monitor.status(platform.id, wait_s=_wait(msg))
-    return detail(ctx, platform, view)
+    view = await monitor.status(platform.id, patient=msg.patient)
+    return detail(
+        ctx, platform, view, down=await currently_down(ctx) if view.status != "up" else set()
+    )
 
 
 def overview(views: list[VerdictView]) -> Reply:
@@ -115,7 +110,7 @@ def _line(v: VerdictView) -> str:
     return v.short_line()
 
 
-def detail(ctx: Context, platform: Platform, v: VerdictView) -> Reply:
+def detail(ctx: Context, platform: Platform, v: VerdictView, *, down: set[str]) -> Reply:
     blocks: list[Block] = []
     if v.checking:
         blocks.append(para(italic("A fresh check is still running; this is the last result.")))
@@ -145,7 +140,7 @@ def detail(ctx: Context, platform: Platform, v: VerdictView) -> Reply:
             para("I cannot reach the internet from here, so I cannot tell whether it is down.")
         )
     elif v.status != "up":
-        picks = rank(ctx.knowledge.alive(), exclude=platform.id, down=currently_down(ctx), limit=1)
+        picks = rank(ctx.knowledge.alive(), exclude=platform.id, down=down, limit=1)
         if picks:
             p = picks[0].platform
             blocks.append(

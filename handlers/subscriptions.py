@@ -7,7 +7,7 @@ from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Inbound, Reply, code, para
 from bot.core.parse import words
-from handlers.common import require, resolve_platform, split_platform
+from handlers.common import need_monitor, resolve_platform, split_platform
 
 
 def _targets(ctx: Context, args: str) -> list[str] | None:
@@ -43,8 +43,8 @@ NO_MONITOR = "Alerts are not available: the outage monitor is not configured."
 
 
 async def subscribe(ctx: Context, msg: Inbound) -> Reply:
-    monitor = require(ctx, "monitor", NO_MONITOR)
-    sub = monitor.subscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))  # type: ignore[attr-defined]
+    monitor = need_monitor(ctx, NO_MONITOR)
+    sub = await monitor.subscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))
     return Reply.of(
         para(f"This chat now gets outage and recovery alerts for {_describe(ctx, sub)}."),
         para(code("/unsubscribe"), " stops them."),
@@ -53,16 +53,16 @@ async def subscribe(ctx: Context, msg: Inbound) -> Reply:
 
 
 async def unsubscribe(ctx: Context, msg: Inbound) -> Reply:
-    monitor = require(ctx, "monitor", NO_MONITOR)
-    sub = monitor.unsubscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))  # type: ignore[attr-defined]
+    monitor = need_monitor(ctx, NO_MONITOR)
+    sub = await monitor.unsubscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))
     if sub.empty:
         return Reply.of(para("This chat gets no alerts now."))
     return Reply.of(para(f"This chat still gets alerts for {_describe(ctx, sub)}."))
 
 
 async def subscriptions(ctx: Context, msg: Inbound) -> Reply:
-    monitor = require(ctx, "monitor", NO_MONITOR)
-    sub = monitor.subscriptions(msg.platform, msg.chat_id)  # type: ignore[attr-defined]
+    monitor = need_monitor(ctx, NO_MONITOR)
+    sub = await monitor.subscriptions(msg.platform, msg.chat_id)
     if sub.empty:
         return Reply.of(
             para(

@@ -11,12 +11,13 @@ Config file (path in ``NBHELP_CONFIG``)::
 
     [[message]]  /  [[tip]] # add known messages or tips
 
+Its other sections and keys are operational settings, read and checked by :mod:`bot.settings`.
+
 Invalid data fails at start with a :class:`KnowledgeError` naming the file, the key and why.
 """
 
 from __future__ import annotations
 
-import difflib
 import re
 import tomllib
 from collections.abc import Iterable, Mapping
@@ -26,11 +27,12 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 
+from bot.text import did_you_mean
 from knowledge.schema import KnownMessage, Platform, Tip
 
 DATA = Path(__file__).parent / "data"
 M = TypeVar("M", bound=BaseModel)
-CONFIG_SECTIONS = {"platform", "override", "message", "tip", "monitor", "run"}
+CONFIG_SECTIONS = ("platform", "override", "message", "tip")  # the rest are settings (bot.settings)
 
 
 class KnowledgeError(Exception):
@@ -47,7 +49,6 @@ class KnowledgeBase:
     messages: tuple[KnownMessage, ...]
     tips: tuple[Tip, ...]
     names: Mapping[str, str]  # every id and alias (normalized) -> platform id
-    config: Mapping[str, Any]  # the config file's other sections (monitor, run)
 
     def resolve(self, name: str) -> Platform | None:
         key = normalize(name)
@@ -58,10 +59,7 @@ class KnowledgeBase:
         return [p for p in self.platforms.values() if p.alive]
 
     def suggest(self, word: str, extra: Iterable[str] = (), n: int = 3) -> list[str]:
-        vocab = list(dict.fromkeys([*self.names, *extra]))
-        return list(
-            dict.fromkeys(difflib.get_close_matches(normalize(word), vocab, n=n + 3, cutoff=0.6))
-        )[:n]
+        return did_you_mean(normalize(word), [*self.names, *extra], n=n)
 
     def match_message(self, text: str) -> KnownMessage | None:
         """The known message whose pattern occurs in ``text`` (longest pattern wins)."""
@@ -124,16 +122,9 @@ def load(config: Path | None = None, data_dir: Path = DATA) -> KnowledgeBase:
     tips_data = _read(data_dir / "tips.toml").get("tip", [])
     msg_origin = {i: str(data_dir / "messages.toml") for i in range(len(messages_data))}
     tip_origin = {i: str(data_dir / "tips.toml") for i in range(len(tips_data))}
-    extra: dict[str, Any] = {}
 
     if config is not None:
-        cfg = _read(config)
-        unknown = set(cfg) - CONFIG_SECTIONS
-        if unknown:
-            raise KnowledgeError(
-                f"{config}: unknown section {sorted(unknown)[0]!r} "
-                f"(expected one of {', '.join(sorted(CONFIG_SECTIONS))})"
-            )
+        cfg = {k: v for k, v in _read(config).items() if k in CONFIG_SECTIONS}
         for i, item in enumerate(cfg.get("platform", [])):
             pid = str(item.get("id", ""))
             if pid in raw:
@@ -155,7 +146,6 @@ def load(config: Path | None = None, data_dir: Path = DATA) -> KnowledgeBase:
         for item in cfg.get("tip", []):
             tip_origin[len(tips_data)] = f"{config}: tip"
             tips_data.append(item)
-        extra = {k: cfg[k] for k in ("monitor", "run") if k in cfg}
 
     platforms = {pid: _validate(Platform, item, origin[pid]) for pid, item in raw.items()}
     ordered = dict(
@@ -192,4 +182,4 @@ def load(config: Path | None = None, data_dir: Path = DATA) -> KnowledgeBase:
         for pid in t.platforms:
             if pid not in ordered:
                 raise KnowledgeError(f"tip {t.id}: platforms: unknown platform {pid!r}")
-    return KnowledgeBase(ordered, messages, tips, names, extra)
+    return KnowledgeBase(ordered, messages, tips, names)

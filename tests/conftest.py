@@ -13,6 +13,7 @@ from bot.core.app import Core
 from bot.core.models import Reply
 from bot.core.render import ConsoleRenderer
 from bot.settings import Settings
+from bot.wiring import build_core
 from knowledge.loader import KnowledgeBase, load
 
 _LOOPBACK_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost"}
@@ -46,7 +47,7 @@ def settings(tmp_path: Path) -> Settings:
 
 @pytest.fixture
 async def core(settings: Settings) -> AsyncIterator[Core]:
-    c = Core.create(settings)
+    c = build_core(settings)
     yield c
     await c.aclose()  # closes every service a test built (monitor client, kernels)
 

@@ -80,6 +80,7 @@ class ConsoleAdapter:
             display_name=self.user,
             is_private=True,
             notify=self._notify,
+            patient=True,
         )
         return "" if reply is None else self.show(reply)
 
@@ -92,6 +93,7 @@ class ConsoleAdapter:
 
     # -- the adapter contract -------------------------------------------------------------
     async def start(self) -> None:
+        self.core.attach(self)
         self._task = asyncio.create_task(self._chat(), name="nbhelp-console")
 
     async def stop(self) -> None:

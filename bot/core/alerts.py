@@ -1,22 +1,24 @@
-"""Delivering the monitor's queued alerts through each running adapter.
+"""Delivering queued outage alerts through each attached adapter.
 
 The outbox lives in SQLite: an alert is marked sent only after its adapter delivered it, so a
-restart neither repeats nor loses one. A chat that is gone unsubscribes itself.
+restart neither loses one nor repeats more than the one in flight. A chat that is gone
+unsubscribes itself.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from bot.adapters.base import Adapter, ChatGone
+from bot.core.contract import ChatAdapter, ChatGone
 from bot.core.errors import new_error_id
 from bot.core.models import Block, Reply, bullets, code, para
+from bot.core.ports import AlertOutbox
+from bot.retry import Backoff
 
 if TYPE_CHECKING:
-    from bot.monitor import OutboundAlert
+    from bot.monitor.alerts import OutboundAlert
 
 log = logging.getLogger("nbhelp.alerts")
 TONE = {"down": "error", "degraded": "warn", "maintenance": "warn", "up": "ok"}
@@ -35,15 +37,15 @@ def alert_reply(alert: OutboundAlert) -> Reply:
             " to stop alerts",
         )
     )
-    return Reply.of(*blocks, title=alert.text, tone=TONE.get(alert.status, "info"))  # type: ignore[arg-type]
+    return Reply.of(*blocks, title=alert.text, tone=TONE.get(alert.status, "info"))
 
 
-async def send_one(monitor: Any, adapter: Adapter, alert: OutboundAlert) -> bool:
+async def send_one(outbox: AlertOutbox, adapter: ChatAdapter, alert: OutboundAlert) -> bool:
     """Deliver one alert and record the outcome; True when it was sent."""
     try:
         await adapter.send_alert(alert.chat_id, alert_reply(alert))
     except ChatGone as exc:
-        dropped = monitor.chat_gone(adapter.name, alert.chat_id, str(exc) or "chat gone")
+        dropped = await outbox.chat_gone(adapter.name, alert.chat_id, str(exc) or "chat gone")
         log.warning(
             "%s chat %s is gone (%s): unsubscribed, %d pending alert(s) dropped",
             adapter.name,
@@ -59,42 +61,47 @@ async def send_one(monitor: Any, adapter: Adapter, alert: OutboundAlert) -> bool
         log.exception(
             "error %s sending alert %s to %s:%s", error_id, alert.id, adapter.name, alert.chat_id
         )
-        monitor.mark_failed(alert.id, f"{error_id}: {exc}")
+        await outbox.mark_failed(alert.id, f"{error_id}: {exc}")
         raise
-    monitor.mark_sent(alert.id)
+    await outbox.mark_sent(alert.id)
     return True
 
 
-async def drain(monitor: Any, adapter: Adapter) -> int:
-    """Deliver what is pending for this adapter now; return how many were sent."""
+async def drain(outbox: AlertOutbox, adapter: ChatAdapter) -> int:
+    """Deliver what is pending for this adapter now; return how many were sent (failures are
+    logged and stay queued)."""
     sent = 0
-    for alert in monitor.pending(adapter.name):
-        with contextlib.suppress(Exception):
-            sent += await send_one(monitor, adapter, alert)
+    for alert in await outbox.pending(adapter.name):
+        try:
+            sent += await send_one(outbox, adapter, alert)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            continue
     return sent
 
 
-async def deliver(monitor: Any, adapter: Adapter) -> None:
+async def deliver(
+    outbox: AlertOutbox, adapter: ChatAdapter, backoff: Backoff | None = None
+) -> None:
     """Run until cancelled: send each pending alert for this adapter, oldest first.
 
     A failing send is retried with backoff; a failure of the queue itself (a locked database,
     say) is logged and the loop starts again, so delivery never stops silently."""
-    failures = 0
+    backoff = backoff or Backoff(0.5, MAX_BACKOFF_S)
     while True:
         try:
-            async for alert in monitor.alert_stream(adapter.name):
+            async for alert in outbox.alert_stream(adapter.name):
                 try:
-                    await send_one(monitor, adapter, alert)
+                    await send_one(outbox, adapter, alert)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
-                    failures += 1
-                    await asyncio.sleep(min(MAX_BACKOFF_S, 0.5 * 2**failures))  # then retry
+                    await backoff.wait()  # then the stream yields it again
                     continue
-                failures = 0
+                backoff.reset()
         except asyncio.CancelledError:
             raise
         except Exception:
-            failures += 1
             log.exception("alert queue for %s failed; retrying", adapter.name)
-            await asyncio.sleep(min(MAX_BACKOFF_S, 0.5 * 2**failures))
+            await backoff.wait()

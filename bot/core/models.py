@@ -30,6 +30,8 @@ class Inbound:
     # Where a long-running handler may post a short progress line ("queued: position 2")
     # before its reply; adapters that can show one set it.
     notify: Callable[[str], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
+    # The asker waits for a slow answer (a terminal) rather than wanting a quick one (a chat).
+    patient: bool = False
 
 
 # --- inline spans ---------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from bot.core.render.base import sanitize
+from bot.text import clean
 
 MAX_ARGS = 20_000  # characters of argument text kept; more is cut and the user told
 _CMD_RE = re.compile(r"^/([A-Za-z0-9_]{1,64})(?:@([A-Za-z0-9_]{1,64}))?(?=\s|`|$)")
@@ -19,11 +19,7 @@ class Parsed:
     truncated: bool = False
 
 
-def clean(text: str) -> str:
-    """User text without NUL, terminal escapes, other control characters (newlines and tabs
-    stay) or lone surrogates; right-to-left marks and emoji are text and stay. The renderers'
-    own :func:`~bot.core.render.base.sanitize` is the one implementation."""
-    return sanitize(text)
+__all__ = ["MAX_ARGS", "Parsed", "clean", "parse", "words"]
 
 
 def parse(text: str, bot_username: str | None = None) -> Parsed:

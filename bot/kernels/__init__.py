@@ -23,50 +23,42 @@ See ``service.py`` for the flow of a run, ``sandbox.py`` for what the sandbox ex
 ``models.KernelLimits`` for the limits and why their defaults are what they are.
 """
 
-from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
-from bot.kernels.errors import (
-    Busy,
-    KernelError,
-    KernelStartError,
-    NoGpuBackend,
-    RateLimited,
-    SandboxUnavailable,
-    ServiceClosed,
-)
-from bot.kernels.local import LocalBackend
-from bot.kernels.models import (
-    ErrorOutput,
-    ImageOutput,
-    KernelInfo,
-    KernelLimits,
-    Output,
-    ResultOutput,
-    RunResult,
-    RunStatus,
-    StreamOutput,
-)
-from bot.kernels.service import KernelService
+from __future__ import annotations
 
-__all__ = [
-    "Busy",
-    "ErrorOutput",
-    "ImageOutput",
-    "KernelBackend",
-    "KernelError",
-    "KernelHandle",
-    "KernelInfo",
-    "KernelLimits",
-    "KernelService",
-    "KernelStartError",
-    "KernelUsage",
-    "LocalBackend",
-    "NoGpuBackend",
-    "Output",
-    "RateLimited",
-    "ResultOutput",
-    "RunResult",
-    "RunStatus",
-    "SandboxUnavailable",
-    "ServiceClosed",
-    "StreamOutput",
-]
+import importlib
+from typing import Any
+
+# Loaded on first use: the settings import ``bot.kernels.settings`` at every start, and that
+# must not pull in jupyter_client and zmq.
+_LAZY = {
+    "Busy": "bot.kernels.errors",
+    "ErrorOutput": "bot.kernels.models",
+    "ImageOutput": "bot.kernels.models",
+    "KernelBackend": "bot.kernels.backend",
+    "KernelError": "bot.kernels.errors",
+    "KernelHandle": "bot.kernels.backend",
+    "KernelInfo": "bot.kernels.models",
+    "KernelLimits": "bot.kernels.settings",
+    "KernelService": "bot.kernels.service",
+    "KernelStartError": "bot.kernels.errors",
+    "KernelUsage": "bot.kernels.backend",
+    "LocalBackend": "bot.kernels.local",
+    "NoGpuBackend": "bot.kernels.errors",
+    "Output": "bot.kernels.models",
+    "RateLimited": "bot.kernels.errors",
+    "ResultOutput": "bot.kernels.models",
+    "RunResult": "bot.kernels.models",
+    "RunSettings": "bot.kernels.settings",
+    "RunStatus": "bot.kernels.models",
+    "SandboxUnavailable": "bot.kernels.errors",
+    "ServiceClosed": "bot.kernels.errors",
+    "StreamOutput": "bot.kernels.models",
+}
+
+__all__ = sorted(_LAZY)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(name)

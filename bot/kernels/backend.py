@@ -93,3 +93,7 @@ class KernelBackend(ABC):
 
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
         """Release what the backend holds (temporary directories, …)."""
+
+    def kill_now(self) -> int:
+        """Synchronously kill every kernel (a shutdown out of time); how many. Default: none."""
+        return 0

@@ -4,24 +4,15 @@ from __future__ import annotations
 
 import re
 
-_ANSI = re.compile(
-    r"\x1b\[[0-?]*[ -/]*[@-~]"  # CSI: colours, cursor moves
-    r"|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)?"  # OSC: titles, hyperlinks
-    r"|\x1b[@-Z\\-_]"  # other two-byte escapes
-)
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+from bot.text import clean
+
 _FRAME = re.compile(r"^\s*(?:Cell In\[\d+\]|File |Input In \[\d+\])")
 _USER_FRAME = re.compile(r"^\s*(?:Cell In\[\d+\]|Input In \[\d+\]|File <(?:string|stdin)>)")
 
 
 def clean_text(text: str) -> str:
-    """Chat-safe text: valid UTF-8, no ANSI escapes, no NUL or other control characters
-    (tab, newline and carriage return are kept)."""
-    if not text:
-        return ""
-    text = text.encode("utf-8", "replace").decode("utf-8")  # lone surrogates -> "?"
-    text = _ANSI.sub("", text)
-    return _CONTROL.sub("", text)
+    """Chat-safe kernel output: :func:`bot.text.clean`, keeping ``\r`` for progress bars."""
+    return clean(text, keep_cr=True)
 
 
 def collapse_carriage_returns(text: str) -> str:

@@ -16,6 +16,7 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.kernels import orphans
 from bot.kernels import sandbox as sb
 from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
 from bot.kernels.bootstrap import BOOTSTRAP, bootstrap_config
@@ -33,6 +34,7 @@ from bot.kernels.process import (
     LocalKernel,
     drain_stderr,
     read_child_pid,
+    spawn,
     wait_exited,
     wait_for_sockets,
 )
@@ -168,6 +170,24 @@ class LocalBackend(KernelBackend):
                 rss += int(fields[21]) * os.sysconf("SC_PAGE_SIZE")
         return KernelUsage(tasks=tasks, processes=len(pids), rss_bytes=rss)
 
+    def kill_now(self) -> int:
+        """Kill every kernel at once, synchronously: the last resort of a shutdown that ran out
+        of time. Returns how many sandboxes were signalled."""
+        count = 0
+        for kernel in list(self._kernels):
+            kernel.killed = True
+            for pid in (kernel.proc.pid, kernel.root_pid):
+                if pid is None:
+                    continue
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            count += 1
+        if self._own_run_dir and self._run_dir is not None:
+            _rmtree(self._run_dir)
+        return count
+
     async def aclose(self) -> None:
         for kernel in list(self._kernels):
             await self._kill(kernel)
@@ -189,11 +209,11 @@ class LocalBackend(KernelBackend):
             return
         # One private directory per bot process, even inside a configured run_dir: several
         # processes (the bot, `python -m bot ask`) may share that one.
-        base = None
-        if self._run_dir_arg is not None:
-            base = Path(self._run_dir_arg)
-            base.mkdir(parents=True, exist_ok=True)
-        self._run_dir = Path(tempfile.mkdtemp(prefix="nbhelp-run-", dir=base))
+        base = Path(self._run_dir_arg or tempfile.gettempdir())
+        base.mkdir(parents=True, exist_ok=True)
+        orphans.sweep(base)  # what a killed predecessor left: its sandboxes, its directory
+        self._run_dir = Path(tempfile.mkdtemp(prefix=orphans.PREFIX, dir=base))
+        orphans.write_owner(self._run_dir)
         self._own_run_dir = True
         # Other uids (the sandboxes) may traverse it to their own 0700 directories, not list it.
         self._run_dir.chmod(0o711)
@@ -318,14 +338,8 @@ class LocalBackend(KernelBackend):
             argv, env = [self.python, "-c", code], self._plain_env(self.run_dir)
         uid = self._next_uid()
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *self._wrap(argv, uid),
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=asyncio.subprocess.PIPE,
-                stderr=asyncio.subprocess.PIPE,
-                env=env,
-                cwd="/",
-                start_new_session=True,
+            proc = await spawn(
+                self._wrap(argv, uid), stdout=asyncio.subprocess.PIPE, env=env, cwd="/"
             )
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), limit_s)
@@ -362,19 +376,17 @@ class LocalBackend(KernelBackend):
         else:
             argv = self._plain_argv(directory, connection_file)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                stdin=asyncio.subprocess.DEVNULL,
+            proc = await spawn(
+                argv,
                 stdout=asyncio.subprocess.DEVNULL,
-                stderr=asyncio.subprocess.PIPE,
                 env=sb.scrubbed_env() if self._sandbox else self._plain_env(directory),
                 cwd="/" if self._sandbox else str(directory),
-                start_new_session=True,
-                pass_fds=(write_fd,) if write_fd >= 0 else (),
+                pass_fd=write_fd if write_fd >= 0 else None,
             )
-        finally:
-            if write_fd >= 0:
-                os.close(write_fd)
+        except BaseException:
+            if read_fd >= 0:
+                os.close(read_fd)
+            raise
         kernel = LocalKernel(kernel_id, proc, directory, uid)
         self._kernels.add(kernel)
         kernel._tasks.append(asyncio.create_task(self._watch(kernel)))

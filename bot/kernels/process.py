@@ -15,6 +15,55 @@ from bot.kernels.jupyter import IPC_PORTS, JupyterConnection
 STDERR_TAIL = 4096
 
 
+async def spawn(
+    argv: list[str],
+    *,
+    stdout: int,
+    env: dict[str, str],
+    cwd: str,
+    pass_fd: int | None = None,
+) -> asyncio.subprocess.Process:
+    """Start a process in its own session, stdin closed, stderr piped.
+
+    Cancelling the caller never cancels the spawn itself: CPython's subprocess transport,
+    cancelled mid-start, waits forever for a process nobody will stop (a hung shutdown, an
+    orphaned sandbox). The spawn finishes on its own; a caller that left kills what it made.
+    ``pass_fd`` is handed to the child and closed here once the child has it.
+    """
+    task = asyncio.ensure_future(
+        asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.DEVNULL,
+            stdout=stdout,
+            stderr=asyncio.subprocess.PIPE,
+            env=env,
+            cwd=cwd,
+            start_new_session=True,
+            pass_fds=(pass_fd,) if pass_fd is not None else (),
+        )
+    )
+    if pass_fd is not None:
+        task.add_done_callback(lambda _t: _close(pass_fd))
+    try:
+        return await asyncio.shield(task)
+    except asyncio.CancelledError:
+        task.add_done_callback(_kill_spawned)
+        raise
+
+
+def _close(fd: int) -> None:
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
+def _kill_spawned(task: asyncio.Task[asyncio.subprocess.Process]) -> None:
+    if task.cancelled() or task.exception() is not None:
+        return
+    proc = task.result()
+    with contextlib.suppress(ProcessLookupError, PermissionError):
+        os.killpg(proc.pid, signal.SIGKILL)
+
+
 class LocalKernel(KernelHandle):
     def __init__(
         self,

@@ -135,6 +135,11 @@ class KernelService:
         await self._pool.aclose()
         await self._backend.aclose()
 
+    def kill_now(self) -> int:
+        """The last resort when :meth:`aclose` ran out of time: kill every kernel now."""
+        self._closed = True
+        return self._backend.kill_now()
+
     async def wait_until_warm(self, count: int | None = None) -> None:
         """Until ``count`` (default: pool_size) warm kernels are ready."""
         await self.start()

@@ -27,7 +27,7 @@ _LAZY = {
     "Subscription": "bot.monitor.alerts",
     "UnknownPlatform": "bot.monitor.service",
     "Uptime": "bot.monitor.history",
-    "Verdict": "bot.monitor.service",
+    "Verdict": "bot.monitor.storage",
     "VerdictView": "bot.monitor.view",
 }
 

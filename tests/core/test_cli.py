@@ -46,7 +46,7 @@ def test_ask_unknown_command_still_exits_zero(tmp_path: Path) -> None:
 def test_no_terminal_exits_with_the_settings_to_set(tmp_path: Path) -> None:
     p = run_bot(tmp=tmp_path, stdin="")
     assert p.returncode == 2
-    assert "NBHELP_TELEGRAM_TOKEN" in p.stderr and "NBHELP_DISCORD_TOKEN" in p.stderr
+    assert "NBHELP_TELEGRAM__TOKEN" in p.stderr and "NBHELP_DISCORD__TOKEN" in p.stderr
 
 
 def test_bad_config_fails_at_start_naming_file_and_key(tmp_path: Path) -> None:

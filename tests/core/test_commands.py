@@ -8,9 +8,10 @@ import pytest
 
 from bot.core.app import Core
 from bot.core.models import Inbound, Reply, para
-from bot.core.registry import REGISTRY, Command, Registry
+from bot.core.registry import Command, Registry
 from bot.core.render import DiscordRenderer, TelegramRenderer, units
 from tests.conftest import Chat
+from tests.helpers import REGISTRY
 
 
 async def test_help_lists_every_visible_command(chat: Chat) -> None:
@@ -122,8 +123,8 @@ async def test_unexpected_error_becomes_error_id_in_reply_and_log(
     core: Core, caplog: pytest.LogCaptureFixture
 ) -> None:
     registry = Registry()
-    registry.add(Command("boom", "Always fails", "tests.core.test_commands:_boom"))
-    core.ctx.registry = registry
+    registry.add(Command("boom", "Always fails", _boom))
+    core.use_commands(registry)
     with caplog.at_level(logging.ERROR):
         reply = await core.handle(Inbound("test", "c", "u", "u", "boom"))
     text = TelegramRenderer().render(reply).messages[0]
@@ -139,10 +140,8 @@ async def _boom(ctx: object, msg: Inbound) -> Reply:
 
 async def test_admin_only_command_in_group(core: Core) -> None:
     registry = Registry()
-    registry.add(
-        Command("adm", "Admin thing", "tests.core.test_commands:_ok", admin_in_groups=True)
-    )
-    core.ctx.registry = registry
+    registry.add(Command("adm", "Admin thing", _ok, admin_in_groups=True))
+    core.use_commands(registry)
     member = Chat(core, private=False, admin=False)
     assert "Only an admin" in await member.say("/adm")
     assert "fine" in await Chat(core, private=False, admin=True).say("/adm")

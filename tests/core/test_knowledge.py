@@ -161,7 +161,6 @@ ram = "12 GB"
     [
         ("[override.nosuch]\npriority = 1\n", "override.nosuch: no platform"),
         ("[override.colab]\npriority = 500\n", "override.colab: priority"),
-        ("[weird]\nx = 1\n", "unknown section 'weird'"),
         ('[[platform]]\nid = "colab"\n', "already exists"),
     ],
 )

@@ -11,7 +11,7 @@ from bot.settings import Settings, secret_values
 
 def test_tokens_are_secret_and_redacted_from_logs(tmp_path: Path) -> None:
     token = "123456:AAH-very-secret-token"
-    s = Settings(telegram_token=SecretStr(token), db=tmp_path / "x.db", _env_file=None)  # type: ignore[call-arg]
+    s = Settings(telegram={"token": SecretStr(token)}, db=tmp_path / "x.db", _env_file=None)  # type: ignore[call-arg]
     assert token not in repr(s) and token not in str(s.model_dump())
     log_file = tmp_path / "bot.log"
     logs.setup("INFO", secret_values(s), log_file)

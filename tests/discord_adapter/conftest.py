@@ -16,11 +16,12 @@ from pydantic import SecretStr
 
 from bot.adapters.discord import DiscordAdapter
 from bot.core.app import Core
-from bot.core.registry import PLATFORM, Command, Option, Registry, build_registry
-from bot.settings import Settings
+from bot.core.registry import PLATFORM, Command, Option, Registry
+from bot.settings import DiscordSettings, Settings
+from tests.discord_adapter import handlers
 from tests.fakes.discord_api import GUILD_ID, FakeDiscord, FakeInteraction
+from tests.helpers import build_registry
 
-H = "tests.discord_adapter.handlers"
 WAIT_S = 10.0
 
 
@@ -31,13 +32,13 @@ def registry_for_tests() -> Registry:
         Command(
             "run",
             "Run Python code in your own kernel",
-            f"{H}:run",
+            handlers.run,
             (Option("code", "Python code, inline or a fenced block", required=True, rest=True),),
         ),
         Command(
             "subscribe",
             "Outage alerts for this chat",
-            f"{H}:subscribe",
+            handlers.subscribe,
             (
                 Option(
                     "platforms",
@@ -51,27 +52,30 @@ def registry_for_tests() -> Registry:
         Command(
             "whoami",
             "Who the bot thinks you are",
-            f"{H}:whoami",
+            handlers.whoami,
             (Option("words", "Any words", rest=True),),
         ),
         Command(
-            "echo", "Say it back", f"{H}:echo", (Option("text", "Text", required=True, rest=True),)
+            "echo",
+            "Say it back",
+            handlers.echo,
+            (Option("text", "Text", required=True, rest=True),),
         ),
         Command(
             "echocode",
             "Say it back as code",
-            f"{H}:echo_code",
+            handlers.echo_code,
             (Option("text", "Text", required=True, rest=True),),
         ),
-        Command("slow", "Takes its time", f"{H}:slow", (Option("seconds", "How long"),)),
+        Command("slow", "Takes its time", handlers.slow, (Option("seconds", "How long"),)),
         Command(
-            "files", "Sends files", f"{H}:files", (Option("size", "Image bytes", type="integer"),)
+            "files", "Sends files", handlers.files, (Option("size", "Image bytes", type="integer"),)
         ),
-        Command("card", "A status card", f"{H}:status_card", (PLATFORM,)),
+        Command("card", "A status card", handlers.status_card, (PLATFORM,)),
         Command(
             "level",
             "Choices and flags",
-            f"{H}:whoami",
+            handlers.whoami,
             (
                 Option("level", "How loud", required=True, choices=("low", "high")),
                 Option("count", "How many", type="integer"),
@@ -84,14 +88,12 @@ def registry_for_tests() -> Registry:
     return r
 
 
-def discord_settings(settings: Settings, fake: FakeDiscord, *, guild: bool = True) -> Settings:
-    return settings.model_copy(
-        update={
-            "discord_token": SecretStr(fake.token),
-            "discord_guild_id": GUILD_ID if guild else None,
-            "discord_api_base": fake.api_base,
-            "discord_gateway_url": fake.gateway_url,
-        }
+def discord_settings(fake: FakeDiscord, *, guild: bool = True) -> DiscordSettings:
+    return DiscordSettings(
+        token=SecretStr(fake.token),
+        guild_id=GUILD_ID if guild else None,
+        api_base=fake.api_base,
+        gateway_url=fake.gateway_url,
     )
 
 
@@ -125,12 +127,12 @@ async def make_bot(core: Core, settings: Settings, fake: FakeDiscord) -> AsyncIt
     async def make(
         *, registry: Registry | None = None, guild: bool = True, on: FakeDiscord | None = None
     ) -> DiscordAdapter:
-        core.ctx.registry = registry_for_tests() if registry is None else registry
+        core.use_commands(registry_for_tests() if registry is None else registry)
         # no live services in-process: the outage monitor would probe real status pages
         # (no test may reach the internet) and the kernel pool would start sandboxes
         getattr(core.ctx, "factories", {}).clear()
         f = on or fake
-        adapter = DiscordAdapter(core, discord_settings(settings, f, guild=guild))
+        adapter = DiscordAdapter(core, discord_settings(f, guild=guild))
         await adapter.start()
         started.append((adapter, f))
         await f.wait_ready(WAIT_S)

@@ -5,8 +5,8 @@ from __future__ import annotations
 from bot.adapters.discord.commands import join_args, needs_choices, platform_choices
 from bot.adapters.discord.replies import MAX_FILES, TONE_COLOURS, build
 from bot.core.models import Attachment, Image, Reply, codeblock, para
-from bot.core.registry import REGISTRY
 from knowledge.loader import KnowledgeBase
+from tests.helpers import REGISTRY
 
 
 def test_plain_reply_is_content_without_embed() -> None:

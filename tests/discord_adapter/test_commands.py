@@ -12,7 +12,6 @@ import pytest
 
 from bot.adapters.discord.replies import build
 from bot.core.app import Core
-from bot.core.registry import REGISTRY
 from tests.discord_adapter.conftest import (
     MakeBot,
     registry_for_tests,
@@ -30,6 +29,7 @@ from tests.fakes.discord_api import (
     USER_ID,
     FakeDiscord,
 )
+from tests.helpers import REGISTRY
 
 
 def test_the_library_is_not_shadowed() -> None:
@@ -112,7 +112,7 @@ EXPECTED_TEXT = {
 async def test_every_registry_command_answers(
     make_bot: MakeBot, fake: FakeDiscord, core: Core, name: str
 ) -> None:
-    from bot.core.registry import build_registry
+    from tests.helpers import build_registry
 
     registry = build_registry()
     await make_bot(registry=registry)

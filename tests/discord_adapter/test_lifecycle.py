@@ -5,9 +5,11 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from pydantic import SecretStr
 
-from bot.adapters.base import Adapter, ChatGone
 from bot.adapters.discord import DiscordAdapter
+from bot.core.contract import AdapterRefused, ChatGone
+from bot.core.contract import ChatAdapter as Adapter
 from bot.core.models import Reply, para
 from tests.discord_adapter.conftest import MakeBot, discord_settings, replies
 from tests.fakes.discord_api import FakeDiscord
@@ -82,10 +84,10 @@ async def test_clean_shutdown_finishes_in_flight_answers(bot, fake: FakeDiscord)
 
 async def test_start_with_a_bad_token_fails_clearly(core, settings) -> None:
     async with FakeDiscord() as fake:
-        s = discord_settings(settings, fake)
-        s = s.model_copy(update={"discord_token": type(s.discord_token)("wrong")})
+        s = discord_settings(fake)
+        s = s.model_copy(update={"token": SecretStr("wrong")})
         adapter = DiscordAdapter(core, s)
-        with pytest.raises(RuntimeError, match="rejected the bot token"):
+        with pytest.raises(AdapterRefused, match="rejected the bot token"):
             await adapter.start()
         await adapter.stop()
         assert not fake.identifies

@@ -17,9 +17,11 @@ import pytest
 
 from bot.adapters.discord import DiscordAdapter
 from bot.core.app import Core
-from bot.core.registry import build_registry
+from bot.monitor.service import MonitorService
+from bot.monitor.settings import MonitorSettings
 from tests.discord_adapter.conftest import MakeBot, replies
 from tests.fakes.discord_api import CHANNEL_ID, MANAGE_GUILD, MEMBER_PERMISSIONS, FakeDiscord
+from tests.helpers import build_registry
 
 DEAD = "http://127.0.0.1:9/"
 ADMIN = MEMBER_PERMISSIONS | MANAGE_GUILD
@@ -27,33 +29,22 @@ ADMIN = MEMBER_PERMISSIONS | MANAGE_GUILD
 
 @pytest.fixture
 async def monitored(make_bot: MakeBot, core: Core) -> AsyncIterator[DiscordAdapter]:
-    services = pytest.importorskip("bot.services")
-    build_monitor = getattr(services, "build_monitor", None)
-    if build_monitor is None:
-        pytest.skip("no outage monitor factory in this tree")
+    """The real outage monitor, every source pointed at a dead loopback port."""
     kb = core.ctx.knowledge
 
     def offline(p: Any) -> Any:
         sources = [s.model_copy(update={"url": DEAD}) for s in p.status_sources]
         return p.model_copy(update={"status_sources": sources})
 
-    monitor_config = {**kb.config.get("monitor", {}), "control_urls": [DEAD], "trust_env": False}
-    core.ctx.knowledge = dataclasses.replace(
-        kb,
-        platforms={pid: offline(p) for pid, p in kb.platforms.items()},
-        config={**kb.config, "monitor": monitor_config},
-    )
+    platforms = {pid: offline(p) for pid, p in kb.platforms.items()}
+    core.ctx.knowledge = dataclasses.replace(kb, platforms=platforms)
     adapter = await make_bot(registry=build_registry())
-    try:
-        monitor = build_monitor(core.ctx)
-    except Exception as exc:  # the monitor's settings changed shape: not this adapter's test
-        pytest.skip(f"cannot build a loopback-only monitor: {exc}")
+    settings = MonitorSettings(control_urls=(DEAD,), trust_env=False, background=False)
+    monitor = MonitorService(core.ctx.store, platforms, settings)
     core.ctx.services["monitor"] = monitor
     yield adapter
     await adapter.stop()
-    closer = getattr(monitor, "aclose", None)
-    if closer is not None:
-        await closer()
+    await monitor.aclose()
 
 
 async def test_status_is_deferred_and_answered_after_the_window(

@@ -1,4 +1,4 @@
-"""``python -m bot`` with only the NBHELP_DISCORD_* settings, against the fake: it answers
+"""``python -m bot`` with only the NBHELP_DISCORD__* settings, against the fake: it answers
 the core's commands and stops cleanly on SIGTERM (the runner's signal handling)."""
 
 from __future__ import annotations
@@ -19,10 +19,10 @@ from tests.helpers import process_env
 async def test_python_m_bot_answers_and_stops_on_sigterm(fake: FakeDiscord, tmp_path: Path) -> None:
     env = process_env(
         tmp_path,
-        NBHELP_DISCORD_TOKEN=fake.token,
-        NBHELP_DISCORD_API_BASE=fake.api_base,
-        NBHELP_DISCORD_GATEWAY_URL=fake.gateway_url,
-        NBHELP_DISCORD_GUILD_ID=str(GUILD_ID),
+        NBHELP_DISCORD__TOKEN=fake.token,
+        NBHELP_DISCORD__API_BASE=fake.api_base,
+        NBHELP_DISCORD__GATEWAY_URL=fake.gateway_url,
+        NBHELP_DISCORD__GUILD_ID=str(GUILD_ID),
     )
     log = tmp_path / "bot.log"
     with log.open("wb") as out:

@@ -7,7 +7,8 @@ import re
 
 from bot.adapters.discord import adapter as adapter_module
 from bot.core.registry import Command, Option
-from tests.discord_adapter.conftest import H, MakeBot, registry_for_tests, replies
+from tests.discord_adapter import handlers
+from tests.discord_adapter.conftest import MakeBot, registry_for_tests, replies
 from tests.discord_adapter.handlers import PNG
 from tests.fakes.discord_api import OTHER_USER_ID, USER_ID, FakeDiscord
 
@@ -154,7 +155,7 @@ async def test_fast_command_that_turns_slow_is_deferred_in_time(
 ) -> None:
     registry = registry_for_tests()
     registry.commands["tips"] = Command(
-        "tips", "Slow tips", f"{H}:slow", (Option("words", "Words", rest=True),)
+        "tips", "Slow tips", handlers.slow, (Option("words", "Words", rest=True),)
     )
     await make_bot(registry=registry)
     ix = await fake.slash("tips", {"words": "1.3"})

@@ -2,7 +2,7 @@
 
 Point discord.py at it with ``Route.BASE = fake.api_base`` and
 ``DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(fake.gateway_url)`` (the adapter does this from
-``NBHELP_DISCORD_API_BASE`` / ``NBHELP_DISCORD_GATEWAY_URL``).
+``NBHELP_DISCORD__API_BASE`` / ``NBHELP_DISCORD__GATEWAY_URL``).
 
 It enforces the rules the real Discord enforces and a bot most often breaks:
 

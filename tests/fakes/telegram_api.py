@@ -14,7 +14,7 @@ waits → 409 ``Conflict``. Failures are injected with :meth:`FakeBot.fail` (429
 update wakes it at once, so tests never sleep to synchronise.
 
 Run alone: ``python -m tests.fakes.telegram_api [port]`` (prints the base URL, then serves;
-``NBHELP_TELEGRAM_BASE_URL`` = that URL, any token; a bot is created per token).
+``NBHELP_TELEGRAM__BASE_URL`` = that URL, any token; a bot is created per token).
 """
 
 from __future__ import annotations
@@ -784,7 +784,7 @@ class FakeTelegram:
 
     @property
     def base_url(self) -> str:
-        """For ``base_url`` / ``NBHELP_TELEGRAM_BASE_URL``: the token is appended."""
+        """For ``base_url`` / ``NBHELP_TELEGRAM__BASE_URL``: the token is appended."""
         return f"{self.url}/bot"
 
     @property
@@ -890,7 +890,7 @@ def _json(status: int, body: Any) -> web.Response:
 
 async def _serve(port: int) -> None:  # pragma: no cover - manual use
     async with FakeTelegram(port=port) as fake:
-        print(f"fake Bot API: NBHELP_TELEGRAM_BASE_URL={fake.base_url}", flush=True)
+        print(f"fake Bot API: NBHELP_TELEGRAM__BASE_URL={fake.base_url}", flush=True)
         await asyncio.Event().wait()
 
 

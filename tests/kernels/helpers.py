@@ -10,7 +10,7 @@ from pathlib import Path
 
 from bot.kernels import KernelLimits, KernelService, RunResult, RunStatus
 
-TOKEN_VAR = "NBHELP_TELEGRAM_TOKEN"
+TOKEN_VAR = "NBHELP_TELEGRAM__TOKEN"
 ENV_SECRET = "secret-xyz-env-7f3a"
 DB_SECRET = "secret-xyz-db-91c2"
 DOTENV_SECRET = "secret-xyz-dotenv-55d0"

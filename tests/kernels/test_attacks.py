@@ -291,7 +291,7 @@ async def test_killing_parents_and_the_bot(module_service: KernelService) -> Non
 async def test_environment_proc_and_files_hold_no_secrets(
     module_service: KernelService, protected: Protected
 ) -> None:
-    assert os.environ["NBHELP_TELEGRAM_TOKEN"] == ENV_SECRET  # the bot does have it
+    assert os.environ["NBHELP_TELEGRAM__TOKEN"] == ENV_SECRET  # the bot does have it
     assert DB_SECRET.encode() in protected.db.read_bytes()
     paths = [str(p) for p in protected.paths]
     code = (

@@ -73,7 +73,7 @@ async def test_bubblewrap_without_user_namespaces(
 async def test_unsandboxed_only_when_explicitly_allowed(
     caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setenv("NBHELP_TELEGRAM_TOKEN", "secret-unsandboxed")
+    monkeypatch.setenv("NBHELP_TELEGRAM__TOKEN", "secret-unsandboxed")
     backend = LocalBackend(LIMITS, bwrap="/nonexistent/bwrap", preimport=False)
     service = KernelService(LIMITS, backend=backend, allow_unsandboxed=True)
     try:

@@ -14,6 +14,7 @@ from bot.core.app import Core
 from bot.core.models import Reply
 from bot.core.render import ConsoleRenderer, DiscordRenderer, TelegramRenderer
 from bot.settings import Settings
+from bot.wiring import build_core
 from tests.conftest import Chat
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -23,15 +24,15 @@ SECRET = "999999:TEST-token-must-never-leak"
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
 async def run_core(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[Core]:
     tmp = tmp_path_factory.mktemp("runcore")
-    os.environ["NBHELP_TELEGRAM_TOKEN"] = SECRET
+    os.environ["NBHELP_TELEGRAM__TOKEN"] = SECRET
     try:
-        settings = Settings(db=tmp / "bot.db", run_pool_size=1, run_wall_s=3.0, _env_file=None)  # type: ignore[call-arg]
-        core = Core.create(settings)
+        settings = Settings(db=tmp / "bot.db", run={"pool_size": 1, "wall_s": 3.0}, _env_file=None)  # type: ignore[call-arg]
+        core = build_core(settings)
         core.ctx.store.set_meta("secret", SECRET)
         yield core
         await core.aclose()
     finally:
-        os.environ.pop("NBHELP_TELEGRAM_TOKEN", None)
+        os.environ.pop("NBHELP_TELEGRAM__TOKEN", None)
 
 
 def text_of(reply: Reply) -> str:

@@ -6,7 +6,6 @@ about scheduling, and a bare kernel starts in half the time."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import os
 import shutil
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.kernels import Busy, KernelService, RateLimited, RunStatus, ServiceClosed
+from bot.kernels import Busy, KernelLimits, KernelService, RateLimited, RunStatus, ServiceClosed
 from bot.kernels.local import LocalBackend
 from bot.kernels.process import pid_running, wait_exited
 from tests.kernels.helpers import TEST_LIMITS, FakeClock, Runner, until
@@ -27,7 +26,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @asynccontextmanager
 async def service(clock: FakeClock | None = None, **limits: object) -> AsyncIterator[KernelService]:
-    merged = dataclasses.replace(TEST_LIMITS, **limits)  # type: ignore[arg-type]
+    merged = KernelLimits(**{**TEST_LIMITS.model_dump(), **limits})
     svc = KernelService(
         merged,
         backend=LocalBackend(merged, preimport=False),

@@ -202,7 +202,7 @@ def _layout(tmp_path: Path, **kwargs: object) -> sb.SandboxLayout:
 
 
 def test_bwrap_argv_isolates_everything(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NBHELP_TELEGRAM_TOKEN", "secret")
+    monkeypatch.setenv("NBHELP_TELEGRAM__TOKEN", "secret")
     argv = sb.bwrap_argv(_layout(tmp_path), KernelLimits(tmp_mb=64))
     for flag in ("--unshare-all", "--unshare-user", "--disable-userns", "--die-with-parent"):
         assert flag in argv
@@ -223,7 +223,7 @@ def test_bwrap_argv_isolates_everything(tmp_path: Path, monkeypatch: pytest.Monk
 
 
 def test_scrubbed_env_holds_nothing_of_the_bot(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("NBHELP_TELEGRAM_TOKEN", "secret")
+    monkeypatch.setenv("NBHELP_TELEGRAM__TOKEN", "secret")
     assert sb.scrubbed_env() == {"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8"}
 
 

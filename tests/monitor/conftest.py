@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 import bot.monitor.migrations  # noqa: F401  (registers the monitor's tables)
+from bot import migrations
 from bot.monitor.service import MonitorService
 from bot.monitor.settings import MonitorSettings
 from bot.store import Store
@@ -35,7 +36,7 @@ def db_path(tmp_path: Path) -> Path:
 @pytest.fixture
 def store(db_path: Path) -> Iterator[Store]:
     s = Store(db_path)
-    s.migrate()
+    s.migrate(migrations.steps())
     yield s
     s.close()
 

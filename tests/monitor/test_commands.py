@@ -13,12 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bot.adapters.base import ChatGone
 from bot.adapters.console import ConsoleAdapter
 from bot.core.alerts import deliver, drain
 from bot.core.app import Core
+from bot.core.contract import ChatGone
 from bot.core.render import ConsoleRenderer
 from bot.settings import Settings
+from bot.wiring import build_core
 from tests.conftest import Chat
 from tests.fakes.status_server import Reply, ThreadedStatusServer, closed_port_url, google_incident
 
@@ -60,7 +61,7 @@ def colab_core(
 ) -> Iterator[tuple[Core, str]]:
     tag = request.node.name.replace("[", "_").replace("]", "_")
     cfg = write_config(tmp_path / "nbhelp.toml", fake, tag)
-    core = Core.create(Settings(db=tmp_path / "bot.db", config=cfg, _env_file=None))  # type: ignore[call-arg]
+    core = build_core(Settings(db=tmp_path / "bot.db", config=cfg, _env_file=None))  # type: ignore[call-arg]
     yield core, tag
     core.close()
 
@@ -147,7 +148,7 @@ async def test_offline_bot_says_unknown_and_sends_no_alert(
         .replace(fake.url("/offline/colab"), dead)
         .replace(fake.url("/offline/gws.json"), dead)
     )
-    core = Core.create(Settings(db=tmp_path / "bot.db", config=cfg, _env_file=None))  # type: ignore[call-arg]
+    core = build_core(Settings(db=tmp_path / "bot.db", config=cfg, _env_file=None))  # type: ignore[call-arg]
     try:
         chat = Chat(core)
         await chat.say("/subscribe all")
@@ -156,7 +157,7 @@ async def test_offline_bot_says_unknown_and_sends_no_alert(
             await monitor.sweep(["colab"])
         text = await chat.say("/status colab")
         assert "cannot reach the internet" in text and "🔴" not in text
-        assert monitor.pending("test") == []
+        assert await monitor.pending("test") == []
     finally:
         await core.aclose()
 
@@ -180,7 +181,7 @@ async def test_known_message_report_is_explained_not_counted(colab_core: tuple[C
         "/report colab Failed to assign a backend: restriction in your location"
     )
     assert "country" in text.lower()
-    summary = core.ctx.service("monitor").verdict("colab").reports
+    summary = (await core.ctx.service("monitor").verdict("colab")).reports
     assert summary.reports == 0
 
 
@@ -188,7 +189,7 @@ async def test_known_message_of_another_platform_still_counts(colab_core: tuple[
     core, _ = colab_core
     text = await Chat(core, user_id="kofi").say("/report kaggle restriction in your location")
     assert "counted" in text
-    assert core.ctx.service("monitor").verdict("kaggle").reports.reports == 1
+    assert (await core.ctx.service("monitor").verdict("kaggle")).reports.reports == 1
 
 
 async def test_report_bad_input(chat: Chat) -> None:
@@ -225,7 +226,7 @@ async def test_console_chat_gets_one_alert_per_transition_across_restart(
     settings = Settings(db=tmp_path / "bot.db", config=cfg, _env_file=None)  # type: ignore[call-arg]
 
     async def run_once(n_checks: int) -> str:
-        core = Core.create(settings)
+        core = build_core(settings)
         out = io.StringIO()
         console = ConsoleAdapter(core, tmp_path / "out", stream=out)
         monitor = core.ctx.service("monitor")
@@ -282,7 +283,6 @@ class RecordingAdapter:
 
     def __init__(self) -> None:
         self.sent: list[tuple[str, str]] = []
-        self.gone_seen = asyncio.Event()
         self.delivered = asyncio.Event()
 
     async def start(self) -> None: ...
@@ -291,10 +291,25 @@ class RecordingAdapter:
 
     async def send_alert(self, chat_id: str, reply: object) -> None:
         if chat_id == "gone":
-            self.gone_seen.set()
             raise ChatGone("chat not found")
         self.sent.append((chat_id, ConsoleRenderer().render(reply).messages[0]))  # type: ignore[arg-type]
         self.delivered.set()
+
+
+class ObservedOutbox:
+    """The real monitor; says when it has handled a gone chat (unsubscribed, alerts dropped)."""
+
+    def __init__(self, monitor: object) -> None:
+        self.monitor = monitor
+        self.gone_handled = asyncio.Event()
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.monitor, name)
+
+    async def chat_gone(self, adapter: str, chat_id: str, error: str) -> int:
+        dropped: int = await self.monitor.chat_gone(adapter, chat_id, error)  # type: ignore[attr-defined]
+        self.gone_handled.set()
+        return dropped
 
 
 class FlakyQueue:
@@ -342,16 +357,17 @@ async def test_delivery_loop_sends_and_unsubscribes_gone_chats(
     await checks(core, 3)
     monitor = core.ctx.service("monitor")
     adapter = RecordingAdapter()
-    pump = asyncio.create_task(deliver(monitor, adapter))
+    observed = ObservedOutbox(monitor)
+    pump = asyncio.create_task(deliver(observed, adapter))  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(
-            asyncio.gather(adapter.delivered.wait(), adapter.gone_seen.wait()), 10
+            asyncio.gather(adapter.delivered.wait(), observed.gone_handled.wait()), 10
         )
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)
     assert [c for c, _ in adapter.sent] == ["alive"]
     assert "Google Colab" in adapter.sent[0][1] and "/status colab" in adapter.sent[0][1]
-    assert monitor.pending("test") == []
-    assert monitor.subscriptions("test", "gone").empty
-    assert not monitor.subscriptions("test", "alive").empty
+    assert await monitor.pending("test") == []
+    assert (await monitor.subscriptions("test", "gone")).empty
+    assert not (await monitor.subscriptions("test", "alive")).empty

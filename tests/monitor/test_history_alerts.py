@@ -7,9 +7,8 @@ from hypothesis import strategies as st
 
 from bot.monitor import history
 from bot.monitor.alerts import AlertState, category, decide, render
-from bot.monitor.db import transaction
 from bot.monitor.settings import MonitorSettings
-from bot.store import Store
+from bot.store import Store, transaction
 
 S = MonitorSettings()
 DAY = 86400
@@ -17,14 +16,14 @@ T = 1_760_000_000.0 // DAY * DAY  # midnight UTC
 
 
 def test_rollup_uptime_latency_and_prune(store: Store) -> None:
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         for i in range(48 * 12):  # 48 h of checks every 5 min; down 10:00-11:00 each day
             at = T + i * 300
             hour = int(at // 3600 % 24)
             status = "down" if hour == 10 else "up"
             history.record(db, "colab", at, status, None if status == "down" else 100.0 + hour)
     now = T + 48 * 3600
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         up = history.uptimes(db, now, ["colab"])["colab"]
         assert up.h24 == up.d7 == up.d30 == 23 / 24  # only whole days of data so far
         assert up.avg_latency_ms is not None and 100 < up.avg_latency_ms < 124
@@ -43,7 +42,7 @@ def test_rollup_uptime_latency_and_prune(store: Store) -> None:
 
 
 def test_incidents_open_escalate_close(store: Store) -> None:
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         assert history.track_incident(db, "x", "degraded", 10, since=5, title="slow") is None
         history.track_incident(db, "x", "down", 20, since=5, title="gone")
         inc = history.open_incident(db, "x")

@@ -5,10 +5,9 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.monitor.db import transaction
 from bot.monitor.reports import Reports, classify
 from bot.monitor.settings import MonitorSettings
-from bot.store import Store
+from bot.store import Store, transaction
 
 S = MonitorSettings()
 WEEK = 7 * 86400
@@ -66,7 +65,7 @@ def add(
     platform: str = "colab",
     counts: bool = True,
 ):  # type: ignore[no-untyped-def]
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         return r.add(db, platform=platform, user_key=user, chat_key=chat, now=now, counts=counts)
 
 
@@ -88,7 +87,7 @@ def test_spam_across_platforms_is_bounded(store: Store) -> None:
     reasons = [add(store, r, T + i, "spammer", f"c{i}", platform=f"p{i}").reason for i in range(10)]
     assert reasons.count("counted") == S.report_user_max
     assert set(reasons[S.report_user_max :]) == {"limit"}
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         n = db.execute("SELECT count(*) FROM monitor_reports").fetchone()[0]
     assert n == S.report_user_max
 
@@ -105,20 +104,20 @@ def test_levels_by_people_and_chats(store: Store) -> None:
     r = Reports(S)
     for i in range(8):  # one big group: never enough alone
         add(store, r, T + i, f"g{i}", "group")
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         s = r.summary(db, "colab", T + 10)
     assert (s.people, s.chats, s.effective, s.level) == (8, 1, 3, "none")
     add(store, r, T + 20, "x1", "other")  # a second chat: 3 + 1 >= floor 3
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         s = r.summary(db, "colab", T + 30)
     assert s.level == "possible" and s.chats == 2
     assert "Community: 9 people in 2 chats reported problems in the last 30 min" in s.line
     for i in range(3):
         add(store, r, T + 40 + i, f"y{i}", f"chat{i}")
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         s = r.summary(db, "colab", T + 50)
     assert s.level == "detected" and s.effective == 7
-    with transaction(store) as db:  # the window passes
+    with transaction(store.db) as db:  # the window passes
         assert r.summary(db, "colab", T + S.report_window_s + 100).level == "none"
 
 
@@ -127,17 +126,17 @@ def test_baseline_for_the_time_of_week_raises_the_bar(store: Store) -> None:
     for w in range(1, 5):  # every week at this time, 4 people in 4 chats report (a busy slot)
         for i in range(4):
             add(store, r, T - w * WEEK - 60 - i, f"w{w}u{i}", f"w{w}c{i}")
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         assert r.baseline(db, "colab", T) == 4.0
     for i in range(6):
         add(store, r, T + i, f"now{i}", f"nowc{i}")
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         s = r.summary(db, "colab", T + 10)
     assert s.baseline == 4.0 and s.effective == 6
     assert s.level == "none"  # 6 people is normal for this slot (needs 12 / 24)
     for i in range(6):  # the same six on a platform whose slot is quiet: detected
         add(store, r, T + 20 + i, f"now{i}", f"nowc{i}", platform="kaggle")
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         assert r.summary(db, "kaggle", T + 30).level == "detected"
 
 
@@ -145,5 +144,5 @@ def test_prune_keeps_baseline_weeks(store: Store) -> None:
     r = Reports(S)
     add(store, r, T - 60 * 86400, "old", "c")
     add(store, r, T - 20 * 86400, "recent", "c")
-    with transaction(store) as db:
+    with transaction(store.db) as db:
         assert r.prune(db, T) == 1

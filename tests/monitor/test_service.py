@@ -7,8 +7,9 @@ import struct
 
 import pytest
 
+from bot import migrations
 from bot.monitor import OFFLINE_LINE, MonitorService, MonitorSettings, UnknownPlatform
-from bot.monitor.db import transaction
+from bot.store import transaction
 from tests.fakes.status_server import (
     DNS_FAIL_URL,
     Reply,
@@ -42,7 +43,7 @@ def colab(fake: ThreadedStatusServer, name: str, *, feed: str = "/google/none/in
 
 
 def outbox(svc: MonitorService) -> list[tuple[str, str]]:
-    with transaction(svc.store) as db:
+    with transaction(svc.store.db) as db:
         return [
             (r[0], r[1])
             for r in db.execute("SELECT kind, chat_id FROM monitor_outbox ORDER BY id").fetchall()
@@ -52,12 +53,12 @@ def outbox(svc: MonitorService) -> list[tuple[str, str]]:
 async def test_up_pending_down_recovered_with_alerts(fake, service_factory, clock: Clock):  # type: ignore[no-untyped-def]
     p = colab(fake, "t1")
     svc = service_factory({"colab": p}, alternative=lambda pid: "Kaggle")
-    svc.subscribe("console", "chat-1")
-    svc.subscribe("telegram", "42", ["colab"])
+    await svc.subscribe("console", "chat-1")
+    await svc.subscribe("telegram", "42", ["colab"])
 
     v = await svc.check("colab")
     assert v.status == "up" and v.alert is None
-    view = svc.verdict("colab")
+    view = await svc.verdict("colab")
     assert view.status == "up" and view.headline == "up" and view.probably_local
     assert view.evidence[0].line.startswith("HTTP 200 from 127.0.0.1 in ")
     assert view.evidence[1].line == "Google Workspace: no ongoing incident for Google Drive"
@@ -69,21 +70,23 @@ async def test_up_pending_down_recovered_with_alerts(fake, service_factory, cloc
         clock.advance(300)
         v = await svc.check("colab")
         assert v.status == "up" and v.confidence == "possible problems" and v.alert is None
-        assert svc.verdict("colab").headline == f"possible problems ({n} of 3 checks failed)"
+        assert (
+            await svc.verdict("colab")
+        ).headline == f"possible problems ({n} of 3 checks failed)"
     clock.advance(300)
     v = await svc.check("colab")
     assert v.status == "down" and v.alert == "down" and v.queued == 2
-    view = svc.verdict("colab")
+    view = await svc.verdict("colab")
     assert view.headline == "down — problems detected" and not view.probably_local
     assert view.evidence[0].text == "HTTP 503 from 127.0.0.1 after 3 tries (just now)"
-    alerts = svc.pending("console")
+    alerts = await svc.pending("console")
     assert len(alerts) == 1 and alerts[0].kind == "down"
     assert alerts[0].text.splitlines() == [
         "🔴 Google Colab is down — problems detected.",
         "• HTTP 503 from 127.0.0.1 after 3 tries",
         "Try instead: Kaggle",
     ]
-    assert [a.chat_id for a in svc.pending("telegram")] == ["42"]
+    assert [a.chat_id for a in await svc.pending("telegram")] == ["42"]
 
     clock.advance(300)  # still down: no second alert
     assert (await svc.check("colab")).alert is None
@@ -94,9 +97,9 @@ async def test_up_pending_down_recovered_with_alerts(fake, service_factory, cloc
     clock.advance(300)
     v = await svc.check("colab")
     assert v.status == "up" and v.alert == "recovered"
-    rec = svc.pending("console")[-1]
+    rec = (await svc.pending("console"))[-1]
     assert rec.text == "✅ Google Colab is back up after 15 min."  # down at +900, up at +1800
-    view = svc.verdict("colab")
+    view = await svc.verdict("colab")
     assert view.last_incident is not None and not view.last_incident.ongoing
     assert view.last_incident.title == "HTTP 503 from 127.0.0.1 after 3 tries"
     assert view.uptime.h24 == pytest.approx(4 / 7)
@@ -110,17 +113,17 @@ async def test_slow_becomes_degraded(fake, service_factory, clock):  # type: ign
         clock.advance(300)
         v = await svc.check("colab")
     assert v.status == "degraded"
-    view = svc.verdict("colab")
+    view = await svc.verdict("colab")
     assert view.headline == "degraded — problems detected"
     assert view.evidence[0].line.startswith("slow: ") and "(limit 200 ms)" in view.evidence[0].line
 
 
 async def test_official_incident_moves_at_once(fake, service_factory):  # type: ignore[no-untyped-def]
     svc = service_factory({"colab": colab(fake, "t3", feed="/google/outage/incidents.json")})
-    svc.subscribe("console", "c")
+    await svc.subscribe("console", "c")
     v = await svc.check("colab")
     assert v.status == "down" and v.alert == "down"
-    view = svc.verdict("colab")
+    view = await svc.verdict("colab")
     assert view.official_incident is not None
     assert view.official_incident.line.startswith(
         "Google Workspace: ongoing incident 'Drive unavailable' since "
@@ -131,7 +134,7 @@ async def test_official_incident_moves_at_once(fake, service_factory):  # type: 
     assert view.last_incident is not None and view.last_incident.official
     assert view.last_incident.title == "Drive unavailable"
     assert (
-        svc.pending("console")[0]
+        (await svc.pending("console"))[0]
         .text.splitlines()[1]
         .startswith("• Google Workspace: ongoing incident 'Drive unavailable'")
     )
@@ -151,10 +154,10 @@ async def test_statuspage_maintenance_at_once(fake, service_factory):  # type: i
         ],
     )
     svc = service_factory({"codespaces": p})
-    svc.subscribe("console", "c")
+    await svc.subscribe("console", "c")
     v = await svc.check("codespaces")
     assert v.status == "maintenance" and v.alert == "maintenance"
-    assert svc.verdict("codespaces").headline == "maintenance"
+    assert (await svc.verdict("codespaces")).headline == "maintenance"
 
 
 async def test_all_probes_fail_means_unknown_and_no_alerts(fake, store, clock):  # type: ignore[no-untyped-def]
@@ -184,16 +187,16 @@ async def test_all_probes_fail_means_unknown_and_no_alerts(fake, store, clock): 
     }
     svc = MonitorService(store, platforms, s, clock=clock)
     try:
-        svc.subscribe("console", "c")
+        await svc.subscribe("console", "c")
         for _ in range(6):
             clock.advance(300)
             out = await svc.sweep()
             assert all(v.offline and v.status == "unknown" for v in out.values())
-        views = svc.all_verdicts()
+        views = await svc.all_verdicts()
         assert {v.status for v in views} == {"unknown"}
         assert {v.headline for v in views} == {OFFLINE_LINE}
         assert all(v.confidence is None for v in views)
-        assert svc.pending("console") == [] and outbox(svc) == []
+        assert await svc.pending("console") == [] and outbox(svc) == []
         one = await svc.check("colab")  # a single check consults the control URLs too
         assert one.offline
     finally:
@@ -205,7 +208,7 @@ async def test_all_fail_without_control_urls_is_offline(store, clock):  # type: 
     platforms = {pid: platform(pid, [source("http", closed_port_url())]) for pid in "abc"}
     svc = MonitorService(store, platforms, s, clock=clock)
     try:
-        svc.subscribe("console", "c")
+        await svc.subscribe("console", "c")
         for _ in range(4):
             out = await svc.sweep()
         assert all(v.offline for v in out.values()) and outbox(svc) == []
@@ -223,7 +226,9 @@ async def test_one_platform_unreachable_while_internet_works(
         v = await svc.check("kaggle")
         assert not v.offline
     assert v.status == "down"
-    assert svc.verdict("kaggle").evidence[0].line == "DNS lookup failed for nonexistent.invalid"
+    assert (await svc.verdict("kaggle")).evidence[
+        0
+    ].line == "DNS lookup failed for nonexistent.invalid"
 
 
 async def test_back_online_clears_the_guard(fake, store, clock):  # type: ignore[no-untyped-def]
@@ -246,7 +251,7 @@ async def test_back_online_clears_the_guard(fake, store, clock):  # type: ignore
         clock.advance(300)
         out = await svc.sweep()
         assert not any(v.offline for v in out.values())
-        assert {v.status for v in svc.all_verdicts()} == {"up"}
+        assert {v.status for v in await svc.all_verdicts()} == {"up"}
     finally:
         await svc.aclose()
 
@@ -257,33 +262,35 @@ async def test_restart_neither_repeats_nor_loses_alerts(fake, db_path, mon_setti
     p = {"colab": colab(fake, "t4")}
     s = mon_settings.model_copy(update={"reminder_s": 3 * 3600})
     store_a = Store(db_path)
-    store_a.migrate()
+    store_a.migrate(migrations.steps())
     a = MonitorService(store_a, p, s, clock=clock)
-    a.subscribe("console", "chat-1", ["colab"])
+    await a.subscribe("console", "chat-1", ["colab"])
     await a.check("colab")
     fake.reply("/t4/colab", FAIL)
     for _ in range(3):
         clock.advance(300)
         await a.check("colab")
-    assert [x.kind for x in a.pending("console")] == ["down"]
+    assert [x.kind for x in await a.pending("console")] == ["down"]
     await a.aclose()
     store_a.close()
 
     store_b = Store(db_path)  # a new process on the same file
-    store_b.migrate()
+    store_b.migrate(migrations.steps())
     b = MonitorService(store_b, p, s, clock=clock)
     try:
-        assert b.subscriptions("console", "chat-1").platforms == {"colab"}
-        assert b.verdict("colab").status == "down"
-        pending = b.pending("console")
+        assert (await b.subscriptions("console", "chat-1")).platforms == {"colab"}
+        assert (await b.verdict("colab")).status == "down"
+        pending = await b.pending("console")
         assert [x.kind for x in pending] == ["down"]  # not lost
         clock.advance(300)
         assert (await b.check("colab")).alert is None  # not repeated
-        assert b.mark_sent(pending[0].id) and not b.mark_sent(pending[0].id)
-        assert b.pending("console") == []
+        assert await b.mark_sent(pending[0].id) and not await b.mark_sent(pending[0].id)
+        assert await b.pending("console") == []
         clock.advance(3 * 3600)
         assert (await b.check("colab")).alert == "reminder"
-        assert b.pending("console")[0].text.startswith("🔴 Google Colab is still down for 3 h")
+        assert (await b.pending("console"))[0].text.startswith(
+            "🔴 Google Colab is still down for 3 h"
+        )
         clock.advance(300)
         assert (await b.check("colab")).alert is None
         fake.reply("/t4/colab", OK)
@@ -306,7 +313,7 @@ async def test_flapping_is_held_back(fake, service_factory, clock, mon_settings)
         }
     )
     svc = service_factory({"colab": colab(fake, "t5")}, s)
-    svc.subscribe("console", "c")
+    await svc.subscribe("console", "c")
     kinds = []
     for reply in [OK, FAIL, OK, FAIL, OK, FAIL, OK]:
         fake.reply("/t5/colab", reply)
@@ -322,48 +329,47 @@ async def test_flapping_is_held_back(fake, service_factory, clock, mon_settings)
 async def test_subscriptions(fake, service_factory):  # type: ignore[no-untyped-def]
     ps = {pid: platform(pid, [source("http", fake.url("/http/ok"))]) for pid in ("a", "b", "c")}
     svc = service_factory(ps)
-    assert svc.subscriptions("tg", 1).empty
-    assert svc.subscribe("tg", 1).all
-    sub = svc.unsubscribe("tg", 1, ["b"])
+    assert (await svc.subscriptions("tg", 1)).empty
+    assert (await svc.subscribe("tg", 1)).all
+    sub = await svc.unsubscribe("tg", 1, ["b"])
     assert not sub.all and sub.platforms == {"a", "c"}
-    assert svc.unsubscribe("tg", 1).empty
+    assert (await svc.unsubscribe("tg", 1)).empty
     with pytest.raises(UnknownPlatform):
-        svc.subscribe("tg", 1, ["nope"])
+        await svc.subscribe("tg", 1, ["nope"])
 
 
 async def test_alert_stream(fake, service_factory, clock):  # type: ignore[no-untyped-def]
     svc = service_factory({"colab": colab(fake, "t6", feed="/google/outage/incidents.json")})
-    svc.subscribe("console", "c")
+    await svc.subscribe("console", "c")
     stream = svc.alert_stream("console", poll_s=5)
     nxt = asyncio.ensure_future(anext(stream))
     await svc.check("colab")
     alert = await asyncio.wait_for(nxt, 5)
     assert alert.kind == "down" and alert.chat_id == "c"
-    svc.mark_sent(alert.id)
+    await svc.mark_sent(alert.id)
     await stream.aclose()
 
 
-async def test_views_uptime_stale_retired_and_resolve(fake, service_factory, clock):  # type: ignore[no-untyped-def]
+async def test_views_uptime_stale_retired_and_unknown_ids(fake, service_factory, clock):  # type: ignore[no-untyped-def]
     ps = {
         "colab": colab(fake, "t7"),
         "azure-notebooks": platform("azure-notebooks", [], retired=True, name="Azure Notebooks"),
         "local": platform("local", [], name="Local Jupyter"),
     }
     svc = service_factory(ps)
-    v = svc.verdict("colab")
+    v = await svc.verdict("colab")
     assert v.status == "unknown" and v.stale and v.headline == "unknown — not checked yet"
     await svc.status("colab")  # stale: checked on the spot
-    v = svc.verdict("colab")
+    v = await svc.verdict("colab")
     assert v.status == "up" and not v.stale and v.uptime.h24 == 1.0
     clock.advance(301)
-    assert svc.verdict("colab").stale
-    assert [x.platform_id for x in svc.all_verdicts()] == ["colab", "local"]
-    az = svc.verdict("azure-notebooks")
+    assert (await svc.verdict("colab")).stale
+    assert [x.platform_id for x in await svc.all_verdicts()] == ["colab", "local"]
+    az = await svc.verdict("azure-notebooks")
     assert az.retired and az.headline == "retired on 2021-01-15"
-    assert svc.verdict("local").headline == "unknown — not monitored (no status source)"
-    assert svc.resolve("GC") == "colab" and svc.resolve("Google Colab") == "colab"
+    assert (await svc.verdict("local")).headline == "unknown — not monitored (no status source)"
     with pytest.raises(UnknownPlatform) as err:
-        svc.resolve("colb")
+        await svc.verdict("colb")
     assert err.value.suggestions == ("colab",)
     assert "did you mean colab" in str(err.value)
 
@@ -371,13 +377,13 @@ async def test_views_uptime_stale_retired_and_resolve(fake, service_factory, clo
 async def test_community_reports_in_the_view(fake, service_factory, clock):  # type: ignore[no-untyped-def]
     svc = service_factory({"colab": colab(fake, "t8")})
     await svc.check("colab")
-    out = svc.add_report("colab", adapter="tg", chat_id=1, user_id=1, text="won't connect")
+    out = await svc.add_report("colab", adapter="tg", chat_id=1, user_id=1, text="won't connect")
     assert out.accepted
-    assert svc.add_report("colab", adapter="tg", chat_id=1, user_id=1).reason == "duplicate"
-    assert svc.verdict("colab").probably_local  # one person: probably their side
+    assert (await svc.add_report("colab", adapter="tg", chat_id=1, user_id=1)).reason == "duplicate"
+    assert (await svc.verdict("colab")).probably_local  # one person: probably their side
     for i in range(2, 8):
-        svc.add_report("colab", adapter="tg", chat_id=i, user_id=i)
-    v = svc.verdict("colab")
+        await svc.add_report("colab", adapter="tg", chat_id=i, user_id=i)
+    v = await svc.verdict("colab")
     assert v.status == "degraded" and v.confidence == "possible problems"
     assert v.headline == "possible problems — many community reports"
     assert v.reports.level == "detected" and not v.probably_local
@@ -390,7 +396,7 @@ async def test_concurrent_checks_coalesce(fake, service_factory):  # type: ignor
     assert a == b and fake.hits["/t10/colab"] - before == 1
 
 
-async def test_chart_png(fake, service_factory, clock):  # type: ignore[no-untyped-def]
+async def test_chart(fake, service_factory, clock):  # type: ignore[no-untyped-def]
     svc = service_factory({"colab": colab(fake, "t11")})
     for i in range(6):
         fake.reply("/t11/colab", FAIL if i in (2, 3, 4) else OK)
@@ -400,7 +406,7 @@ async def test_chart_png(fake, service_factory, clock):  # type: ignore[no-untyp
         png = await svc.chart("colab", span)
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
         assert struct.unpack(">II", png[16:24]) == (800, 450)
-    assert svc.chart_png("colab")[:4] == b"\x89PNG"
+    assert (await svc.chart("colab"))[:4] == b"\x89PNG"
 
 
 async def test_background_loop(fake, store):  # type: ignore[no-untyped-def]
@@ -419,7 +425,7 @@ async def test_background_loop(fake, store):  # type: ignore[no-untyped-def]
             await svc.wait_sweeps(3)
     finally:
         await svc.aclose()
-    assert svc.verdict("colab").status == "up"
+    assert (await svc.verdict("colab")).status == "up"
 
 
 async def test_status_answers_within_wait_then_the_check_lands(fake, service_factory):  # type: ignore[no-untyped-def]
@@ -430,8 +436,8 @@ async def test_status_answers_within_wait_then_the_check_lands(fake, service_fac
     assert view.short_line() == "⚪ Colab: unknown — not checked yet · checking now"
     v = await svc.check("colab")  # joins the check already in flight: no second request
     assert v.status == "up" and fake.hits["/t13/colab"] == 1
-    assert svc.verdict("colab").status == "up"
-    assert svc.current_statuses() == {"colab": "up"}
+    assert (await svc.verdict("colab")).status == "up"
+    assert await svc.current_statuses() == {"colab": "up"}
 
 
 async def test_status_all_checks_stale_platforms_together(fake, service_factory):  # type: ignore[no-untyped-def]
@@ -439,7 +445,7 @@ async def test_status_all_checks_stale_platforms_together(fake, service_factory)
     svc = service_factory(ps)
     views = await svc.status_all()
     assert [v.status for v in views] == ["up", "up"] and svc.sweeps == 1
-    lines = svc.verdict("a").lines()
+    lines = (await svc.verdict("a")).lines()
     assert lines[0] == "🟢 A: up"
     assert lines[1].startswith("  • HTTP 200 from 127.0.0.1 in ")
     assert lines[2].startswith("  uptime 24h 100.0% · 7d 100.0% · 30d 100.0%, avg ")
@@ -454,11 +460,11 @@ async def test_control_ok_clears_offline_even_when_the_platform_fails(  # type: 
     b = MonitorService(store, ps, mon_settings, clock=clock)  # e.g. another process, online
     try:
         assert (await a.check("kaggle")).offline
-        assert a.verdict("kaggle").offline
+        assert (await a.verdict("kaggle")).offline
         clock.advance(300)
         v = await b.check("kaggle")
         assert not v.offline and v.confidence == "possible problems"
-        assert not a.verdict("kaggle").offline  # the shared store says online again
+        assert not (await a.verdict("kaggle")).offline  # the shared store says online again
     finally:
         await a.aclose()
         await b.aclose()

@@ -18,8 +18,11 @@ from pydantic import SecretStr
 from bot.adapters.telegram import TelegramAdapter
 from bot.core.app import Core
 from bot.core.registry import Command, Registry
-from bot.settings import Settings
+from bot.settings import Settings, TelegramSettings
+from bot.wiring import build_core
+from handlers import help as help_handlers
 from tests.fakes.telegram_api import FakeBot, FakeTelegram
+from tests.telegram import handlers as h
 
 USERNAME = "nbhelp_test_bot"
 Launch = Callable[..., Awaitable[tuple[TelegramAdapter, FakeBot]]]
@@ -36,7 +39,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 @pytest_asyncio.fixture(loop_scope="module")
 async def core(settings: Settings) -> AsyncIterator[Core]:
     """The shared core, on this package's module-scoped loop (its services live there)."""
-    c = Core.create(settings)
+    c = build_core(settings)
     yield c
     await c.aclose()
 
@@ -47,14 +50,12 @@ async def fake() -> AsyncIterator[FakeTelegram]:
         yield server
 
 
-def tg_settings(settings: Settings, fake: FakeTelegram, bot: FakeBot, **extra: Any) -> Settings:
-    return settings.model_copy(
-        update={
-            "telegram_token": SecretStr(bot.token),
-            "telegram_base_url": fake.base_url,
-            "telegram_base_file_url": fake.base_file_url,
-            **extra,
-        }
+def tg_settings(fake: FakeTelegram, bot: FakeBot, **extra: Any) -> TelegramSettings:
+    return TelegramSettings(
+        token=SecretStr(bot.token),
+        base_url=fake.base_url,
+        base_file_url=fake.base_file_url,
+        **extra,
     )
 
 
@@ -74,9 +75,7 @@ async def launch(fake: FakeTelegram, core: Core, settings: Settings) -> AsyncIte
         if prepare is not None:
             prepare(bot)  # e.g. inject failures before the adapter's first call
         kw.setdefault("typing_after_s", 5.0)  # no chat-action noise unless a test wants it
-        adapter = TelegramAdapter(
-            core, tg_settings(settings, fake, bot, **(settings_update or {})), **kw
-        )
+        adapter = TelegramAdapter(core, tg_settings(fake, bot, **(settings_update or {})), **kw)
         await adapter.start()
         started.append(adapter)
         return adapter, bot
@@ -89,15 +88,14 @@ async def launch(fake: FakeTelegram, core: Core, settings: Settings) -> AsyncIte
 def make_registry() -> Registry:
     """The real commands' neighbours for tests: images, files, long output, admin-only …"""
     r = Registry()
-    h = "tests.telegram.handlers"
-    r.add(Command("help", "List the commands, or explain one", "handlers.help:help"))
-    r.add(Command("echo", "Echo the arguments", f"{h}:echo"))
-    r.add(Command("replied", "Show the replied-to text", f"{h}:replied"))
-    r.add(Command("adm", "Admin-only thing", f"{h}:admin_only", admin_in_groups=True))
-    r.add(Command("long", "A long reply", f"{h}:long"))
-    r.add(Command("photo", "Images", f"{h}:photo"))
-    r.add(Command("doc", "A file", f"{h}:document"))
-    r.add(Command("slow", "Waits for the test", f"{h}:slow"))
+    r.add(Command("help", "List the commands, or explain one", help_handlers.help))
+    r.add(Command("echo", "Echo the arguments", h.echo))
+    r.add(Command("replied", "Show the replied-to text", h.replied))
+    r.add(Command("adm", "Admin-only thing", h.admin_only, admin_in_groups=True))
+    r.add(Command("long", "A long reply", h.long))
+    r.add(Command("photo", "Images", h.photo))
+    r.add(Command("doc", "A file", h.document))
+    r.add(Command("slow", "Waits for the test", h.slow))
     return r
 
 
@@ -109,5 +107,5 @@ def free_port() -> int:
 
 @pytest.fixture
 def test_core(core: Core) -> Core:
-    core.ctx.registry = make_registry()
+    core.use_commands(make_registry())
     return core

@@ -8,8 +8,9 @@ from types import SimpleNamespace
 
 import pytest
 
-from bot.adapters.base import ChatGone
 from bot.adapters.telegram import Limits
+from bot.core.alerts import drain
+from bot.core.contract import ChatGone
 from bot.core.models import Image, Reply, bold, para
 from tests.fakes.telegram_api import Failure
 from tests.telegram.conftest import Launch
@@ -109,11 +110,11 @@ async def test_migrated_group_gets_the_alert_at_its_new_id(launch: Launch) -> No
         )
     )
     monitor = adapter.core.ctx.service("monitor")
-    monitor.subscribe("telegram", "-500", ["colab"])
+    await monitor.subscribe("telegram", "-500", ["colab"])
     await adapter.send_alert("-500", alert(1, -500))
     assert len(bot.sent(-1009999)) == 1
-    assert monitor.subscriptions("telegram", "-500").empty  # the subscription moved with it
-    assert monitor.subscriptions("telegram", "-1009999").platforms == {"colab"}
+    assert (await monitor.subscriptions("telegram", "-500")).empty  # the subscription moved with it
+    assert (await monitor.subscriptions("telegram", "-1009999")).platforms == {"colab"}
 
 
 class _Monitor:
@@ -124,23 +125,22 @@ class _Monitor:
         self.sent: list[int] = []
         self.gone: list[str] = []
 
-    def pending(self, adapter: str) -> list[SimpleNamespace]:
+    async def pending(self, adapter: str) -> list[SimpleNamespace]:
         return [a for a in self.alerts if a.id not in self.sent and a.chat_id not in self.gone]
 
-    def mark_sent(self, alert_id: int) -> None:
+    async def mark_sent(self, alert_id: int) -> None:
         self.sent.append(alert_id)
 
-    def mark_failed(self, alert_id: int, error: str) -> None:
+    async def mark_failed(self, alert_id: int, error: str) -> None:
         raise AssertionError(f"alert {alert_id} failed: {error}")
 
-    def chat_gone(self, adapter: str, chat_id: str, why: str) -> int:
+    async def chat_gone(self, adapter: str, chat_id: str, why: str) -> int:
         self.gone.append(chat_id)
         return 1
 
 
 async def test_core_alert_delivery_through_the_adapter(launch: Launch) -> None:
     """bot.core.alerts drains the outbox through send_alert: 429s retried, gone chats dropped."""
-    alerts_mod = pytest.importorskip("bot.core.alerts")
     adapter, bot = await launch()
     chats = [str(c) for c in range(3001, 3051)]
     outbox = [
@@ -157,7 +157,7 @@ async def test_core_alert_delivery_through_the_adapter(launch: Launch) -> None:
     monitor = _Monitor(outbox)
     bot.fail("sendMessage", chat_id=3020, retry_after=1)
     bot.set_gone(3007)
-    sent = await alerts_mod.drain(monitor, adapter)
+    sent = await drain(monitor, adapter)  # type: ignore[arg-type]
     assert sent == 49 and monitor.gone == ["3007"]
     assert len(bot.calls_of("sendMessage", chat_id=3020, ok=None)) == 2  # a 429, then sent
     for chat in chats:

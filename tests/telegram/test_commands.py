@@ -8,8 +8,8 @@ import pytest
 
 from bot.adapters.telegram import Limits
 from bot.core.app import Core
-from bot.core.registry import REGISTRY
 from tests.fakes.telegram_api import FakeBot, parse_html, utf16
+from tests.helpers import REGISTRY
 from tests.telegram.conftest import USERNAME, Launch
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

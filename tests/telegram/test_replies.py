@@ -189,13 +189,9 @@ async def test_a_failing_send_is_logged_and_the_bot_carries_on(
 @pytest.mark.slow
 async def test_run_text_photo_reply_and_edit(launch: Launch, core: Core) -> None:
     """/run end to end (when the kernel pool's /run is registered): output, a plot, a reply."""
-    if core.ctx.registry.get("run") is None:
-        pytest.skip("/run is not registered")
-    from bot.runner import _call
-
-    services = core.ctx.build_all() if hasattr(core.ctx, "build_all") else core.ctx.services
-    for service in services.values():
-        await _call(service, "start")
+    kernels = core.ctx.kernels()
+    assert kernels is not None
+    await kernels.start()
     try:
         _, bot = await launch(limits=FAST)
         msg = bot.send("/run print(6 * 7)", chat_id=51)
@@ -209,5 +205,4 @@ async def test_run_text_photo_reply_and_edit(launch: Launch, core: Core) -> None
         await bot.wait_for(lambda b: b.calls_of("sendPhoto", chat_id=52), within=90)
         assert bot.calls_of("sendPhoto", chat_id=52)[0].files["photo"].data[:4] == b"\x89PNG"
     finally:
-        for service in services.values():
-            await _call(service, "aclose")
+        await kernels.aclose()  # type: ignore[attr-defined]

@@ -1,8 +1,8 @@
 """The Discord adapter: slash commands in servers and DMs through discord.py 2.x.
 
-Lifecycle: ``start()`` points discord.py at ``settings.discord_api_base`` /
-``settings.discord_gateway_url``, logs in (REST), syncs the slash commands generated from the
-registry (to ``settings.discord_guild_id`` when set, else globally) and runs
+Lifecycle: ``start()`` points discord.py at ``settings.api_base`` /
+``settings.gateway_url``, logs in (REST), syncs the slash commands generated from the
+registry (to ``settings.guild_id`` when set, else globally) and runs
 ``Client.connect()`` (which reconnects and RESUMEs by itself) in a task of the shared event
 loop; never ``Client.run``. ``stop()`` refuses new interactions, lets in-flight answers finish
 for a few seconds, then closes the gateway and the HTTP session.
@@ -32,7 +32,6 @@ from discord import app_commands
 from discord.gateway import DiscordWebSocket
 from discord.http import Route
 
-from bot.adapters.base import ChatGone
 from bot.adapters.discord.commands import (
     RUN_COMMAND,
     add_commands,
@@ -47,10 +46,11 @@ from bot.adapters.discord.replies import (
     plain,
 )
 from bot.core.app import Core
+from bot.core.contract import AdapterRefused, ChatGone
 from bot.core.errors import new_error_id
 from bot.core.models import Reply
 from bot.core.registry import Command
-from bot.settings import Settings
+from bot.settings import DiscordSettings
 from knowledge.loader import KnowledgeBase
 
 log = logging.getLogger("nbhelp.discord")
@@ -70,10 +70,10 @@ EXPIRED_RUN_TEXT = "This run is too old to re-run (the bot restarted since). Use
 EMPTY_MESSAGE_TEXT = "That message has no text to run. Use it on a message with code in it."
 
 
-def point_library_at(settings: Settings) -> None:
+def point_library_at(settings: DiscordSettings) -> None:
     """discord.py reads these class attributes; a fake or proxy is just another base URL."""
-    Route.BASE = settings.discord_api_base.rstrip("/")
-    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.discord_gateway_url)
+    Route.BASE = settings.api_base.rstrip("/")
+    DiscordWebSocket.DEFAULT_GATEWAY = yarl.URL(settings.gateway_url)
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,7 +160,7 @@ class _Client(discord.Client):
 
     async def setup_hook(self) -> None:
         self.add_dynamic_items(RerunButton)
-        names = add_commands(self.tree, self.adapter.core.ctx.registry, self.adapter)
+        names = add_commands(self.tree, self.adapter.core.registry, self.adapter)
         log.info("discord commands: %s", ", ".join(names))
 
     async def on_connect(self) -> None:
@@ -179,7 +179,7 @@ class DiscordAdapter:
 
     name = "discord"
 
-    def __init__(self, core: Core, settings: Settings) -> None:
+    def __init__(self, core: Core, settings: DiscordSettings) -> None:
         self.core = core
         self.settings = settings
         self.client: _Client | None = None
@@ -196,17 +196,18 @@ class DiscordAdapter:
     async def start(self) -> None:
         if self.client is not None:
             return
-        if self.settings.discord_token is None:
-            raise RuntimeError("NBHELP_DISCORD_TOKEN is not set")
+        if self.settings.token is None:
+            raise AdapterRefused("NBHELP_DISCORD__TOKEN is not set")
+        self.core.attach(self)
         point_library_at(self.settings)
         client = self.client = _Client(self)
         try:
-            await client.login(self.settings.discord_token.get_secret_value())
+            await client.login(self.settings.token.get_secret_value())
             await self._sync(client)
         except discord.LoginFailure:
             await client.close()
             self.client = None
-            raise RuntimeError("Discord rejected the bot token (NBHELP_DISCORD_TOKEN)") from None
+            raise AdapterRefused("Discord rejected the bot token (NBHELP_DISCORD__TOKEN)") from None
         except BaseException:
             await client.close()
             self.client = None
@@ -224,7 +225,7 @@ class DiscordAdapter:
             log.warning("no Discord gateway READY after %.0f s; still trying", CONNECT_TIMEOUT_S)
 
     async def _sync(self, client: _Client) -> None:
-        guild_id = self.settings.discord_guild_id
+        guild_id = self.settings.guild_id
         guild = discord.Object(id=guild_id) if guild_id else None
         if guild is not None:
             client.tree.copy_global_to(guild=guild)
@@ -378,7 +379,7 @@ class DiscordAdapter:
         rerun: bool,
         rerun_key: str | None,
     ) -> None:
-        registered = self.core.ctx.registry.get(command)
+        registered = self.core.registry.get(command)
         admin = self._is_admin(interaction)
         refused = bool(registered and registered.admin_in_groups and not admin)
         user = interaction.user

@@ -49,7 +49,6 @@ from telegram.error import (
 )
 from telegram.ext import Application, ApplicationBuilder, ContextTypes, MessageHandler, filters
 
-from bot.adapters.base import ChatGone
 from bot.adapters.telegram.ratelimit import Limits, RateLimiter
 from bot.adapters.telegram.text import (
     FILE_LIMIT,
@@ -63,12 +62,13 @@ from bot.adapters.telegram.text import (
     plain_caption,
 )
 from bot.core.app import Core
+from bot.core.contract import AdapterRefused, ChatGone, ChatMoved
 from bot.core.errors import new_error_id
 from bot.core.models import Attachment, Image, Rendered, Reply
 from bot.core.parse import parse
 from bot.core.render import TelegramRenderer
 from bot.core.render.telegram import escape
-from bot.settings import Settings
+from bot.settings import TelegramSettings
 
 log = logging.getLogger("nbhelp.telegram")
 T = TypeVar("T")
@@ -92,14 +92,14 @@ class _Answer:
 
 
 class TelegramAdapter:
-    """The adapter contract of :mod:`bot.adapters.base` for Telegram."""
+    """The adapter contract of :mod:`bot.core.contract` for Telegram."""
 
     name = "telegram"
 
     def __init__(
         self,
         core: Core,
-        settings: Settings,
+        settings: TelegramSettings,
         *,
         limits: Limits | None = None,
         limiter: RateLimiter | None = None,
@@ -112,8 +112,8 @@ class TelegramAdapter:
         network_retries: int = 2,
         updater_stop_s: float = 2.0,
     ) -> None:
-        if settings.telegram_token is None or not settings.telegram_token.get_secret_value():
-            raise ValueError("NBHELP_TELEGRAM_TOKEN is not set")
+        if settings.token is None or not settings.token.get_secret_value():
+            raise ValueError("NBHELP_TELEGRAM__TOKEN is not set")
         self.core = core
         self.settings = settings
         self.renderer = TelegramRenderer()
@@ -137,9 +137,9 @@ class TelegramAdapter:
         self._refuse_new = False
         self.app: Application[Any, Any, Any, Any, Any, Any] = (
             ApplicationBuilder()
-            .token(settings.telegram_token.get_secret_value())
-            .base_url(settings.telegram_base_url)
-            .base_file_url(settings.telegram_base_file_url)
+            .token(settings.token.get_secret_value())
+            .base_url(settings.base_url)
+            .base_file_url(settings.base_file_url)
             .rate_limiter(self.limiter)
             .concurrent_updates(concurrency)
             .job_queue(None)
@@ -157,6 +157,7 @@ class TelegramAdapter:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
+        self.core.attach(self)
         try:
             await self.app.initialize()  # getMe
             self.username = self.app.bot.username
@@ -164,7 +165,7 @@ class TelegramAdapter:
             await self.app.start()
             updater = self.app.updater
             assert updater is not None
-            if self.settings.telegram_webhook_url:
+            if self.settings.webhook_url:
                 await self._start_webhook()
             else:
                 await updater.start_polling(
@@ -177,27 +178,29 @@ class TelegramAdapter:
             # the library's message quotes the token: never let it reach a log or stderr
             with contextlib.suppress(Exception):
                 await self._shutdown_library()
-            raise RuntimeError("Telegram rejected the bot token (NBHELP_TELEGRAM_TOKEN)") from None
+            raise AdapterRefused(
+                "Telegram rejected the bot token (NBHELP_TELEGRAM__TOKEN)"
+            ) from None
         except BaseException:
             with contextlib.suppress(Exception):
                 await self._shutdown_library()
             raise
         self._started = True
-        mode = "webhook" if self.settings.telegram_webhook_url else "long polling"
+        mode = "webhook" if self.settings.webhook_url else "long polling"
         log.info("telegram: @%s answering by %s", self.username, mode)
 
     async def _start_webhook(self) -> None:
         s = self.settings
-        url = s.telegram_webhook_url or ""
-        secret = s.telegram_webhook_secret.get_secret_value() if s.telegram_webhook_secret else ""
+        url = s.webhook_url or ""
+        secret = s.webhook_secret.get_secret_value() if s.webhook_secret else ""
         if not secret:
             secret = secrets.token_urlsafe(32)  # still checked: Telegram echoes what we set
             log.info("telegram: no webhook secret configured; using a random one for this run")
         self.webhook_secret = secret
         assert self.app.updater is not None
         await self.app.updater.start_webhook(
-            listen=s.telegram_webhook_listen,
-            port=s.telegram_webhook_port,
+            listen=s.webhook_listen,
+            port=s.webhook_port,
             url_path=urlsplit(url).path.lstrip("/"),
             webhook_url=url,
             secret_token=secret,
@@ -208,7 +211,7 @@ class TelegramAdapter:
     async def _set_commands(self) -> None:
         commands = [
             BotCommand(c.name, c.description[:256])
-            for c in self.core.ctx.registry.visible()
+            for c in self.core.registry.visible()
             if TG_COMMAND_NAME.match(c.name)
         ][:100]
         try:
@@ -329,7 +332,7 @@ class TelegramAdapter:
         parsed = parse(text, self.username)
         if parsed.addressed_elsewhere or not parsed.command:
             return False
-        if self.core.ctx.registry.get(parsed.command) is not None:
+        if self.core.registry.get(parsed.command) is not None:
             return True
         first = text.split(maxsplit=1)[0]
         return "@" in first  # an unknown command addressed to this bot: say so
@@ -343,7 +346,7 @@ class TelegramAdapter:
         is_admin = False
         if not private:
             parsed = parse(message.text, self.username)
-            command = self.core.ctx.registry.get(parsed.command)
+            command = self.core.registry.get(parsed.command)
             if command is not None and command.admin_in_groups:
                 is_admin = await self._is_admin(message)
         replied: str | None = None
@@ -441,13 +444,11 @@ class TelegramAdapter:
             try:
                 await self._deliver(target, reply, _Answer(at=time.monotonic()))
             except ChatMigrated as exc:
-                monitor = self.core.ctx.service("monitor")
-                moved = monitor.chat_moved(self.name, chat_id, exc.new_chat_id) if monitor else 0
+                await self.core.publish(ChatMoved(self.name, chat_id, str(exc.new_chat_id)))
                 log.warning(
-                    "telegram: chat %s became supergroup %s; %d subscription(s) moved there",
+                    "telegram: chat %s became supergroup %s; its subscriptions moved there",
                     chat_id,
                     exc.new_chat_id,
-                    moved,
                 )
                 await self._deliver(exc.new_chat_id, reply, _Answer(at=time.monotonic()))
         except TelegramError as exc:

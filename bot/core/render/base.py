@@ -9,8 +9,6 @@ reply is attached as a text file.
 
 from __future__ import annotations
 
-import re
-import unicodedata
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from typing import TypeVar
@@ -27,19 +25,10 @@ from bot.core.models import (
     Reply,
     Span,
 )
+from bot.text import clean
 
 T = TypeVar("T")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-
-
-def sanitize(text: str) -> str:
-    """Remove terminal escapes, NUL and other control characters and lone surrogates."""
-    text = _ANSI.sub("", text)
-    text = _CONTROL.sub("", text)
-    if any(unicodedata.category(c) == "Cs" for c in text):
-        text = text.encode("utf-8", "replace").decode("utf-8")
-    return text
+sanitize = clean  # the one implementation lives in bot.text
 
 
 def units(text: str) -> int:
