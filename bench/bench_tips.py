@@ -26,7 +26,10 @@ WRONG_TARGET = 0.03
 
 def expected(case: dict[str, object]) -> set[str]:
     exp = case["expect"]
-    return {exp} if isinstance(exp, str) else {str(x) for x in exp}  # type: ignore[union-attr]
+    if isinstance(exp, str):
+        return {exp}
+    assert isinstance(exp, list), exp
+    return {str(x) for x in exp}
 
 
 def score(kb: KnowledgeBase, cases: list[dict[str, object]]) -> tuple[int, int, int, list[str]]:

@@ -185,14 +185,14 @@ def load(config: Path | None = None, data_dir: Path = DATA) -> KnowledgeBase:
                 raise KnowledgeError(f"{kind} id {it.id!r} is used twice (ids are shared)")
             seen.add(it.id)
     owner: dict[str, str] = {}
-    for it in (*messages, *tips):
-        for pattern in it.patterns:
-            if owner.get(pattern, it.id) != it.id:
+    for entry in (*messages, *tips):
+        for pattern in entry.patterns:
+            if owner.get(pattern, entry.id) != entry.id:
                 raise KnowledgeError(
-                    f"{it.id}: patterns: {pattern!r} is already wording of {owner[pattern]!r}; "
+                    f"{entry.id}: patterns: {pattern!r} is already wording of {owner[pattern]!r}; "
                     "one wording must point at one entry"
                 )
-            owner[pattern] = it.id
+            owner[pattern] = entry.id
     for m in messages:
         if m.platform not in ordered:
             raise KnowledgeError(f"message {m.id}: platform: unknown platform {m.platform!r}")

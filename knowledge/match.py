@@ -42,26 +42,32 @@ _EXC_LINE = re.compile(
     r"\s*(?::|\(|$)(.*)$"
 )
 _EXC_ANY = re.compile(r"\b(?:[\w]+\.)*([A-Z_]\w*(?:Error|Exception|Exhausted))\b")
-_TRACEBACK = re.compile(r"traceback \(most recent call last\)|^\s*-+>\s*\d+|file \".*\", line \d+", re.I | re.M)
+_TRACEBACK = re.compile(
+    r"traceback \(most recent call last\)|^\s*-+>\s*\d+|file \".*\", line \d+", re.I | re.M
+)
 _TOKEN = re.compile(r"[a-z0-9]+")
 # Builtin exceptions say too little on their own (RuntimeError, OSError, ValueError …),
 # except these two, which always mean the same thing.
 _SPECIFIC_BUILTINS = frozenset({"FileNotFoundError", "ModuleNotFoundError"})
-_BUILTIN_EXCEPTIONS = frozenset(
-    name
-    for name, obj in vars(builtins).items()
-    if isinstance(obj, type) and issubclass(obj, BaseException)
-) - _SPECIFIC_BUILTINS
-_IPYTHON_HEADER = re.compile(r"^\s*([A-Z_]\w*(?:Error|Exception))\s+Traceback \(most recent call last\)")
-_STOP = frozenset(
-    """a an and are as at be been but by can could did do does doing done for from get gets
+_BUILTIN_EXCEPTIONS = (
+    frozenset(
+        name
+        for name, obj in vars(builtins).items()
+        if isinstance(obj, type) and issubclass(obj, BaseException)
+    )
+    - _SPECIFIC_BUILTINS
+)
+_IPYTHON_HEADER = re.compile(
+    r"^\s*([A-Z_]\w*(?:Error|Exception))\s+Traceback \(most recent call last\)"
+)
+_STOP_WORDS = """a an and are as at be been but by can could did do does doing done for from get gets
     got had has have having he her his how i if in into is it its it's just me my no not now
     of on or our out please said say says she so some than that the their them then there
     these they this those to too up us was we were what when where which while who why will
     with would you your yours am also any all any can't cant dont don't im i'm ive i've keep
     keeps still want wanted trying tried try use using used help error errors issue problem
-    get getting shows showing show message appears appear happen happens happened""".split()
-)
+    get getting shows showing show message appears appear happen happens happened"""
+_STOP = frozenset(_STOP_WORDS.split())
 _PLATFORM_HINTS = (
     ("colab", re.compile(r"colab|/content/|localhost:8080/#|google\.colab", re.I)),
     ("kaggle", re.compile(r"kaggle", re.I)),
@@ -144,7 +150,7 @@ class _Index:
     by_id: dict[str, int]
     patterns: list[_Pattern]
     exceptions: dict[str, set[int]]
-    docs: list[Counter[str]]
+    docs: list[dict[str, float]]
     doc_terms: list[frozenset[str]]
     lengths: list[float]
     df: Counter[str] = field(default_factory=Counter)
@@ -160,9 +166,15 @@ def _compile(pattern: str) -> re.Pattern[str]:
 
 
 def _stem(token: str) -> str:
-    for suffix, keep in (("ing", 4), ("ed", 4), ("es", 4), ("s", 3)):
-        if token.endswith(suffix) and len(token) - len(suffix) >= keep and not token.endswith("ss"):
-            return token[: -len(suffix)]
+    """A light English stemmer: enough for "drives"/"drive", "mounting"/"mount"."""
+    if len(token) > 5 and token.endswith("ing"):
+        return token[:-3]
+    if len(token) > 4 and token.endswith("ed"):
+        return token[:-2]
+    if len(token) > 4 and token.endswith("es") and token[:-2].endswith(("s", "x", "z", "ch", "sh")):
+        return token[:-2]
+    if len(token) > 3 and token.endswith("s") and not token.endswith(("ss", "us", "is")):
+        return token[:-1]
     return token
 
 
@@ -209,10 +221,10 @@ def _build(kb: KnowledgeBase) -> _Index:
             index.patterns.append(_Pattern(i, p, _compile(p)))
         for name in e.exceptions:
             index.exceptions.setdefault(name.lower(), set()).add(i)
-        tf: Counter[str] = Counter()
+        tf: dict[str, float] = {}
         for weight, text in _fields(e, kb):
             for t in terms(text):
-                tf[t] += weight
+                tf[t] = tf.get(t, 0.0) + weight
         index.docs.append(tf)
         index.doc_terms.append(frozenset(tf))
         index.lengths.append(sum(tf.values()))
@@ -349,9 +361,13 @@ def match(kb: KnowledgeBase, text: str, *, platform: str | None = None, limit: i
         name, owners = specific[0]
         ordered = sorted(owners, key=lambda i: (*(-x for x in prefer(i)), i))
         conf = 0.7 if len(owners) == 1 else 0.45
-        return _with(base, [Hit(index.entries[i], "exception", 1.0, conf, (name,)) for i in ordered][:limit])
+        return _with(
+            base, [Hit(index.entries[i], "exception", 1.0, conf, (name,)) for i in ordered][:limit]
+        )
 
-    query = terms(exc_line if exc_line else (raw if len(words) <= 60 else " ".join(raw.split()[:60])))
+    query = terms(
+        exc_line if exc_line else (raw if len(words) <= 60 else " ".join(raw.split()[:60]))
+    )
     scored = _bm25(index, query)
     if not scored:
         return base
@@ -371,20 +387,29 @@ def match(kb: KnowledgeBase, text: str, *, platform: str | None = None, limit: i
             conf = 0.35 + 0.45 * cov
             if rank > 0 and score < 0.6 * scored[0][0]:
                 conf = min(conf, LIKELY - 0.05)
-        hits.append(Hit(index.entries[i], "words", score, conf, tuple(t for t in query if t in index.doc_terms[i])))
+        hits.append(
+            Hit(
+                index.entries[i],
+                "words",
+                score,
+                conf,
+                tuple(t for t in query if t in index.doc_terms[i]),
+            )
+        )
     if is_paste:
         key = set(query)
         hits = [
             h
             for h in hits
-            if h.score >= 0.35 * scored[0][0]
-            and len(set(h.matched)) >= max(3, (len(key) + 1) // 2)
+            if h.score >= 0.35 * scored[0][0] and len(set(h.matched)) >= max(3, (len(key) + 1) // 2)
         ]
     return _with(base, hits)
 
 
 def _with(base: Result, hits: list[Hit]) -> Result:
-    return Result(base.text, base.is_paste, base.exception, base.truncated, base.platform, tuple(hits))
+    return Result(
+        base.text, base.is_paste, base.exception, base.truncated, base.platform, tuple(hits)
+    )
 
 
 _GENERIC_CHECKS: dict[str, str] = {

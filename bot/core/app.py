@@ -21,7 +21,6 @@ from bot.core.parse import MAX_ARGS, parse
 from bot.core.registry import REGISTRY, Registry
 from bot.settings import Settings
 from bot.store import Store
-from knowledge import search
 from knowledge.loader import load
 
 if TYPE_CHECKING:
@@ -47,7 +46,6 @@ class Core:
         kb = load(settings.config)
         store = Store(settings.db)
         store.migrate()
-        search.ensure_index(store, kb)
         from bot.services import FACTORIES
 
         ctx = Context(settings=settings, store=store, knowledge=kb, registry=registry)
