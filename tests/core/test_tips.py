@@ -127,3 +127,15 @@ async def test_report_plain_words_still_count(core: Core) -> None:
         "/report kaggle restriction in your location"
     )
     assert reports(core, "colab") == 1 and reports(core, "kaggle") == 1
+
+
+async def test_every_entry_fits_one_phone_sized_message(chat: Chat) -> None:
+    from bot.core.render import DiscordRenderer, TelegramRenderer, units
+
+    kb = chat.core.ctx.knowledge
+    for entry in (*kb.messages, *kb.tips):
+        reply = await chat.reply(f"/tips {entry.id}")
+        for renderer in (TelegramRenderer(), DiscordRenderer()):
+            out = renderer.render(reply)
+            assert len(out.messages) == 1, entry.id
+            assert units(out.messages[0]) <= min(renderer.limit, 2000), entry.id
