@@ -28,7 +28,7 @@ def main() -> int:
     with tempfile.TemporaryDirectory() as tmp:
         env = dict(os.environ, NBHELP_DB=str(Path(tmp) / "bench.db"))
         ask = [sys.executable, "-m", "bot", "ask", "/help"]
-        timed(ask, env, tmp)  # first run creates the database and the search index
+        timed(ask, env, tmp)  # first run creates and migrates the database
         bare, help_ = [], []
         for _ in range(RUNS):
             bare.append(timed([sys.executable, "-c", "pass"], env, tmp))

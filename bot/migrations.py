@@ -22,7 +22,8 @@ def _meta(db: sqlite_utils.Database) -> None:
 
 @migration(2, "search index")
 def _search(db: sqlite_utils.Database) -> None:
-    # Rebuilt from the knowledge base whenever its content hash changes (see knowledge.search).
+    # No longer used: /tips matches in memory (knowledge.match). Kept so existing databases
+    # and the migration numbering stay as they are.
     db.execute(
         "CREATE VIRTUAL TABLE IF NOT EXISTS kb_search USING fts5("
         "doc_id UNINDEXED, kind UNINDEXED, title, body, keywords, tokenize = 'porter unicode61')"

@@ -19,7 +19,6 @@ from bot.core.registry import Registry
 from bot.settings import Settings
 from bot.store import Store
 from handlers import COMMANDS
-from knowledge import search
 from knowledge.loader import load
 from knowledge.ranking import rank
 
@@ -38,7 +37,6 @@ def build_core(settings: Settings, registry: Registry | None = None) -> Core:
     store = Store(settings.db, busy_timeout_s=settings.startup.db_busy_timeout_s)
     try:
         store.migrate(bot.migrations.steps())
-        search.ensure_index(store, kb)
     except BaseException:
         store.close()
         raise

@@ -1,5 +1,5 @@
 """/report <platform> [what you see]: a community report, or the explanation of a known
-message that is not an outage."""
+message that is not an outage (recognised by the same matcher as /tips)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,8 @@ from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Block, Inbound, Reply, code, para
 from handlers.common import need_monitor, split_platform
-from handlers.tips import message_blocks
+from handlers.tips import entry_blocks
+from knowledge.match import match
 
 
 def _minutes(seconds: float | None) -> str:
@@ -30,8 +31,11 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
             f"{platform.name} was retired on {platform.lifecycle.retired_on}; see /alternatives."
         )
     monitor = need_monitor(ctx, "Reports are not available: the outage monitor is not configured.")
-    known = ctx.knowledge.match_message(msg.args)
-    if known is not None and known.not_an_outage and known.platform == platform.id:
+    # Known wording (the same matcher as /tips) that applies to this platform: explain it.
+    # A message that is not an outage is recorded but not counted.
+    hit = match(ctx.knowledge, msg.args, platform=platform.id).known_for(platform.id)
+    known = hit.entry if hit is not None else None
+    if known is not None and getattr(known, "not_an_outage", True):
         await monitor.add_report(
             platform.id,
             adapter=msg.platform,
@@ -40,7 +44,7 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
             text=msg.args,
             counts=False,
         )
-        return Reply.of(*message_blocks(known, ctx.knowledge.label(known.platform)), tone="warn")
+        return Reply.of(*entry_blocks(known, ctx.knowledge), tone="warn")
     outcome = await monitor.add_report(
         platform.id, adapter=msg.platform, chat_id=msg.chat_id, user_id=msg.user_id, text=msg.args
     )
@@ -67,6 +71,8 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
             para(f"Thanks — your report on {platform.name} is counted. {level}".strip()),
             para(s.line + "."),
         ]
+    if known is not None:  # known wording that may also mean an outage: counted, and explained
+        blocks += entry_blocks(known, ctx.knowledge)
     blocks.append(
         para(
             code(f"/status {platform.id}"),

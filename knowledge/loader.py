@@ -62,14 +62,13 @@ class KnowledgeBase:
         return did_you_mean(normalize(word), [*self.names, *extra], n=n)
 
     def match_message(self, text: str) -> KnownMessage | None:
-        """The known message whose pattern occurs in ``text`` (longest pattern wins)."""
-        low = normalize(text)
-        best: tuple[int, KnownMessage] | None = None
-        for msg in self.messages:
-            for pattern in msg.patterns:
-                if normalize(pattern) in low and (best is None or len(pattern) > best[0]):
-                    best = (len(pattern), msg)
-        return best[1] if best else None
+        """The known platform message whose wording occurs in ``text`` (see knowledge.match)."""
+        from knowledge.match import match
+
+        for hit in match(self, text).hits:
+            if hit.reason == "wording" and isinstance(hit.entry, KnownMessage):
+                return hit.entry
+        return None
 
     def label(self, pid: str) -> str:
         p = self.platforms.get(pid)
@@ -169,12 +168,21 @@ def load(config: Path | None = None, data_dir: Path = DATA) -> KnowledgeBase:
         _validate(KnownMessage, m, f"{msg_origin[i]}[{i}]") for i, m in enumerate(messages_data)
     )
     tips = tuple(_validate(Tip, t, f"{tip_origin[i]}[{i}]") for i, t in enumerate(tips_data))
+    seen: set[str] = set()
     for kind, items in (("message", messages), ("tip", tips)):
-        seen: set[str] = set()
         for it in items:
             if it.id in seen:
-                raise KnowledgeError(f"{kind} id {it.id!r} is used twice")
+                raise KnowledgeError(f"{kind} id {it.id!r} is used twice (ids are shared)")
             seen.add(it.id)
+    owner: dict[str, str] = {}
+    for entry in (*messages, *tips):
+        for pattern in entry.patterns:
+            if owner.get(pattern, entry.id) != entry.id:
+                raise KnowledgeError(
+                    f"{entry.id}: patterns: {pattern!r} is already wording of {owner[pattern]!r}; "
+                    "one wording must point at one entry"
+                )
+            owner[pattern] = entry.id
     for m in messages:
         if m.platform not in ordered:
             raise KnowledgeError(f"message {m.id}: platform: unknown platform {m.platform!r}")

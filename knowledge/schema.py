@@ -7,6 +7,7 @@ the tri-state ``Fact`` type makes that explicit and the ranking treats it as suc
 from __future__ import annotations
 
 import re
+import unicodedata
 from datetime import date
 from typing import Literal
 
@@ -140,34 +141,127 @@ class Platform(Strict):
         return self.lifecycle.state == "alive"
 
 
-class KnownMessage(Strict):
+PATTERN_WORD = re.compile(r"[^\W_]+", re.UNICODE)
+EXCEPTION_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+def normalize_text(text: str) -> str:
+    """How both patterns and pasted text are compared: lowercase, one kind of quote, one space.
+
+    Pasted errors arrive with curly or full-width quotes (phones, translated pages), markdown
+    backticks and line breaks in the middle of a sentence; none of that should matter.
+    """
+    text = unicodedata.normalize("NFKC", text).lower()
+    text = text.translate(_QUOTES)
+    return " ".join(text.split())
+
+
+_QUOTES = str.maketrans(
+    {"\u2018": "'", "\u2019": "'", "\u201c": '"', "\u201d": '"', "`": "'", "\u3002": "."}
+)
+
+
+def _check_patterns(v: list[str]) -> list[str]:
+    out: list[str] = []
+    for raw in v:
+        p = normalize_text(raw)
+        if not p:
+            continue
+        if p.startswith("*") or p.endswith("*") or "**" in p:
+            raise ValueError(f"pattern {raw!r}: '*' only joins two pieces of wording")
+        words = PATTERN_WORD.findall(p.replace("*", " "))
+        literal = p.replace("*", "")
+        single_token = len(words) < 2
+        if single_token and not re.search(r"[._/#-]", literal) and len(literal) < 14:
+            raise ValueError(
+                f"pattern {raw!r} is one plain word: too generic to identify a message "
+                "(use keywords for words, patterns for wording)"
+            )
+        if len(literal.replace(" ", "")) < 8:
+            raise ValueError(f"pattern {raw!r} is shorter than 8 characters: too generic")
+        out.append(p)
+    return out
+
+
+def _check_exceptions(v: list[str]) -> list[str]:
+    for name in v:
+        if not EXCEPTION_RE.match(name):
+            raise ValueError(f"exception {name!r}: a class name such as OutOfMemoryError")
+    return v
+
+
+class Entry(Strict):
+    """What known messages and tips share: how they are recognised and how sure we are."""
+
     id: str
-    platform: str
     title: str = Field(min_length=1, max_length=100)
-    patterns: list[str] = Field(min_length=1)  # case-insensitive substrings of what users see
+    # Wording users see, as case-insensitive substrings; '*' joins two pieces with up to a
+    # line of anything between them ("failed to assign*backend").
+    patterns: list[str] = Field(default_factory=list)
+    # Exception class names this entry explains (last dotted part: "OutOfMemoryError").
+    exceptions: list[str] = Field(default_factory=list)
+    keywords: list[str] = Field(default_factory=list)  # words for free-text search
+    code: str = ""  # optional snippet shown as a code block
+    sources: list[HttpUrl] = Field(default_factory=list)
+    # False when part of the entry could not be confirmed by a source; `unverified` then
+    # says which part, and the bot shows it next to the answer.
+    verified: bool = True
+    unverified: str = ""
+
+    @field_validator("id")
+    @classmethod
+    def _id_shape(cls, v: str) -> str:
+        if not ID_RE.match(v):
+            raise ValueError("id must be lowercase letters, digits and '-', at most 40 characters")
+        return v
+
+    @field_validator("patterns")
+    @classmethod
+    def _patterns(cls, v: list[str]) -> list[str]:
+        return _check_patterns(v)
+
+    @field_validator("exceptions")
+    @classmethod
+    def _exceptions(cls, v: list[str]) -> list[str]:
+        return _check_exceptions(v)
+
+    @field_validator("keywords")
+    @classmethod
+    def _keywords(cls, v: list[str]) -> list[str]:
+        return [k.strip().lower() for k in v if k.strip()]
+
+    @model_validator(mode="after")
+    def _verification(self) -> Entry:
+        if self.verified and self.unverified:
+            raise ValueError("unverified is set: also set verified = false")
+        if not self.verified and not self.unverified:
+            raise ValueError("verified = false needs unverified: say which part has no source")
+        if not self.sources and self.verified:
+            raise ValueError("no sources: add one, or set verified = false and say why")
+        if self.patterns and not self.sources:
+            raise ValueError("an entry that recognises wording needs a source for that wording")
+        return self
+
+
+class KnownMessage(Entry):
+    """A message a platform shows (its wording, one platform); usually not an outage."""
+
+    platform: str
+    patterns: list[str] = Field(min_length=1)
     explanation: str = Field(min_length=1)
     what_to_do: list[str] = Field(min_length=1)
     not_an_outage: bool = True
     last_verified: date
     sources: list[HttpUrl] = Field(min_length=1)
 
-    @field_validator("patterns")
-    @classmethod
-    def _patterns(cls, v: list[str]) -> list[str]:
-        out = [p.strip().lower() for p in v if p.strip()]
-        if not out:
-            raise ValueError("at least one non-empty pattern")
-        return out
 
+class Tip(Entry):
+    """Help for an error or a situation on any platform; may recognise error wording too."""
 
-class Tip(Strict):
-    id: str
-    title: str = Field(min_length=1, max_length=100)
     platforms: list[str] = Field(default_factory=list)  # empty = applies everywhere
-    keywords: list[str] = Field(default_factory=list)
+    explanation: str = ""  # what the error means, when the tip answers one
     steps: list[str] = Field(min_length=1)
-    code: str = ""  # optional snippet shown as a code block
-    sources: list[HttpUrl] = Field(default_factory=list)
+    last_verified: date | None = None
 
 
 class MessagesFile(Strict):

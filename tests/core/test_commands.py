@@ -71,7 +71,7 @@ async def test_tips_explains_location_restriction(chat: Chat) -> None:
 async def test_tips_full_text_search(chat: Chat) -> None:
     text = await chat.say("/tips how do I mount my google drive")
     assert "drive.mount" in text
-    assert "No tip matches" in await chat.say("/tips zzqqxx")
+    assert "I have no tip for that yet" in await chat.say("/tips zzqqxx")
     assert "Tell me what to look up" in await chat.say("/tips")
 
 
