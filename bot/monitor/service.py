@@ -423,7 +423,7 @@ class MonitorService:
 
         points = self.series(platform_id, span)
         name = self.platforms[platform_id].name
-        label = "last 24 h" if span == "24h" else "last 7 days"
+        label = history.span_label(span)
         return render_png(points, title=f"{name} — {label}", now=self.clock(), span=span)
 
     async def chart(self, platform_id: str, span: str = "24h") -> bytes:
@@ -431,7 +431,7 @@ class MonitorService:
         from bot.monitor.chart import render_png
 
         name = self.platforms[platform_id].name
-        label = "last 24 h" if span == "24h" else "last 7 days"
+        label = history.span_label(span)
         return await asyncio.to_thread(
             render_png, points, title=f"{name} — {label}", now=self.clock(), span=span
         )
