@@ -35,7 +35,11 @@ def why(pick: Pick) -> str:
     parts = [_fact_detail(p, n) for n in pick.met]
     parts += [f"{_fact_detail(p, n)}, with conditions" for n in pick.partial]
     parts += [f"{NEEDS[n].label}: unknown" for n in pick.unknown]
-    parts += [f"✗ not: {NEEDS[n].label}" for n in pick.missed]
+    if pick.conflicts:  # the reason says more than "not: no phone number needed"
+        parts += [f"✗ {c}" for c in pick.conflicts]
+        parts += [f"✗ not: {NEEDS[n].label}" for n in pick.missed if n != "no-phone"]
+    else:
+        parts += [f"✗ not: {NEEDS[n].label}" for n in pick.missed]
     if not parts and p.strengths:
         parts.append(p.strengths[0])
     return "; ".join(parts) or p.summary

@@ -4,6 +4,11 @@ Each need maps a platform to a :data:`~knowledge.schema.Fact`. A platform that f
 ("no") ranks below every platform that does not; among the rest, more "yes" answers win, then
 fewer unknowns, then the editorial ``priority``. Platforms that are down right now go to the
 bottom; retired ones and the platform being replaced never appear.
+
+Needs are read together: a "with conditions" answer whose condition is another need's opposite
+is a miss. Kaggle's GPU needs a verified phone (``signup.phone_for``), so ``gpu no-phone`` finds
+that Kaggle fails "no phone number needed" (with the reason in :attr:`Pick.conflicts`) instead of
+listing it as a fit beside a phone warning.
 """
 
 from __future__ import annotations
@@ -100,6 +105,7 @@ class Pick:
     unknown: tuple[str, ...]
     missed: tuple[str, ...]  # needs answered "no"
     down: bool
+    conflicts: tuple[str, ...] = ()  # why a need is missed only because of another asked need
 
 
 def rank(
@@ -115,6 +121,7 @@ def rank(
         if not p.alive or p.id == exclude:
             continue
         answers = {n: NEEDS[n].check(p) for n in needs}
+        conflicts = _conflicts(p, needs, answers)
         picks.append(
             Pick(
                 p,
@@ -123,6 +130,7 @@ def rank(
                 tuple(n for n, a in answers.items() if a == "unknown"),
                 tuple(n for n, a in answers.items() if a == "no"),
                 p.id in down,
+                conflicts,
             )
         )
     picks.sort(
@@ -136,3 +144,14 @@ def rank(
         )
     )
     return picks[:limit]
+
+
+def _conflicts(p: Platform, needs: Sequence[str], answers: dict[str, Fact]) -> tuple[str, ...]:
+    """Needs that cannot hold together on ``p``; turns the contradicted one into a miss."""
+    out: list[str] = []
+    if "no-phone" in answers and p.signup.phone == "partial":
+        blocked = [n for n in needs if n in p.signup.phone_for]
+        if blocked:
+            answers["no-phone"] = "no"
+            out.append("needs a verified phone for " + ", ".join(NEEDS[n].label for n in blocked))
+    return tuple(out)

@@ -75,6 +75,9 @@ class Signup(Strict):
     phone: Fact
     card: Fact
     notes: str = ""
+    # With ``phone = "partial"``: the needs (``knowledge.ranking.NEEDS`` names, e.g. "gpu",
+    # "internet") that only work after phone verification.
+    phone_for: list[str] = Field(default_factory=list)
 
 
 class Access(Strict):
@@ -84,6 +87,15 @@ class Access(Strict):
 
 
 class StatusSource(Strict):
+    """One place the monitor reads: an official feed or our own probe.
+
+    ``verified`` says how far the source was checked: the date someone confirmed that the URL
+    serves this kind's format for this platform (for a probe: that it is the platform's own
+    address), with ``evidence`` (a URL showing it) and ``note`` (how). ``"unverified"`` when
+    nobody did. An unverified feed never drives a verdict on its own: its statements count only
+    as hints ("possible problems"), see :attr:`trusted`.
+    """
+
     kind: SourceKind
     url: HttpUrl
     name: str = ""
@@ -93,6 +105,20 @@ class StatusSource(Strict):
     keyword: str | None = None  # http: text the body must contain
     degraded_ms: int | None = Field(default=None, gt=0)  # http: slower than this = degraded
     official: bool = False  # an official feed (moves the verdict at once) vs our own probe
+    verified: date | Literal["unverified"] = "unverified"
+    evidence: HttpUrl | None = None  # what shows the format / address (required with a date)
+    note: str = ""  # how it was verified, or why it is not
+
+    @model_validator(mode="after")
+    def _verified_needs_evidence(self) -> StatusSource:
+        if self.verified != "unverified" and self.evidence is None:
+            raise ValueError("a verified status source needs an evidence URL")
+        return self
+
+    @property
+    def trusted(self) -> bool:
+        """An official feed whose format was verified: its statements move the verdict."""
+        return self.official and self.verified != "unverified"
 
 
 class Platform(Strict):

@@ -12,6 +12,7 @@ import ssl
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
+from email.utils import parsedate_to_datetime
 from urllib.parse import urlsplit
 
 import httpx
@@ -36,6 +37,9 @@ class FetchResult:
     attempts: int = 1
     truncated: bool = False
     definitive: bool = False  # a failure that a retry cannot fix (the name does not exist)
+    cap: int = 0  # the byte cap this fetch ran under
+    retry_at: float | None = None  # the server said not to ask again before this (clock time)
+    rate_limited: bool = False  # 429, or a 403 with GitHub's rate-limit headers or message
 
     @property
     def host(self) -> str:
@@ -136,16 +140,22 @@ class Fetcher:
         self._control = None
 
     async def get(
-        self, url: str, *, cache: bool = False, headers: dict[str, str] | None = None
+        self,
+        url: str,
+        *,
+        cache: bool = False,
+        headers: dict[str, str] | None = None,
+        max_bytes: int | None = None,
     ) -> FetchResult:
+        """GET ``url`` (bodies capped at ``max_bytes``, default ``settings.max_body_bytes``)."""
         if not cache:
-            return await self._get_retrying(url, headers)
+            return await self._get_retrying(url, headers, max_bytes)
         hit = self._cache.get(url)
         if hit is not None and self.clock() - hit.fetched_at < self.settings.feed_cache_s:
             return hit
         task = self._inflight.get(url)
         if task is None:
-            task = asyncio.ensure_future(self._get_retrying(url, headers))
+            task = asyncio.ensure_future(self._get_retrying(url, headers, max_bytes))
             self._inflight[url] = task
             task.add_done_callback(lambda _t, u=url: self._inflight.pop(u, None))
         result = await asyncio.shield(task)
@@ -153,10 +163,12 @@ class Fetcher:
             self._cache[url] = result
         return result
 
-    async def _get_retrying(self, url: str, headers: dict[str, str] | None) -> FetchResult:
+    async def _get_retrying(
+        self, url: str, headers: dict[str, str] | None, max_bytes: int | None = None
+    ) -> FetchResult:
         s = self.settings
         deadline = time.perf_counter() + s.timeout_s  # one wall budget for all attempts
-        result = await self._attempt(url, headers, s.timeout_s)
+        result = await self._attempt(url, headers, s.timeout_s, max_bytes)
         attempts = 1
         while attempts <= s.retries and self._retryable(result):
             delays = s.retry_delays_s or (0.0,)
@@ -166,7 +178,7 @@ class Fetcher:
                 break
             if delay > 0:
                 await self.sleep(delay)
-            result = await self._attempt(url, headers, left)
+            result = await self._attempt(url, headers, left, max_bytes)
             attempts += 1
         if attempts > 1:
             result = replace(result, attempts=attempts)
@@ -175,6 +187,8 @@ class Fetcher:
     def _retryable(self, r: FetchResult) -> bool:
         if r.failed_step == "timeout" or r.definitive:  # budget spent / NXDOMAIN: no retry
             return False
+        if r.rate_limited and r.retry_at is not None and r.retry_at - r.fetched_at > 5:
+            return False  # the server named a time: asking again now only spends quota
         if r.status is None:
             if self._control is not None and not self._control[1]:
                 fresh = self.clock() - self._control[0] < self.settings.control_cache_s
@@ -184,9 +198,14 @@ class Fetcher:
         return r.status >= 500 or r.status == 429
 
     async def _attempt(
-        self, url: str, headers: dict[str, str] | None, budget_s: float
+        self,
+        url: str,
+        headers: dict[str, str] | None,
+        budget_s: float,
+        max_bytes: int | None = None,
     ) -> FetchResult:
         s = self.settings
+        cap = max_bytes or s.max_body_bytes
         hdrs = {"User-Agent": s.user_agent, **(headers or {})}
         async with self._sem:
             self.requests += 1
@@ -197,8 +216,9 @@ class Fetcher:
                     async with self.client.stream(
                         "GET", url, headers=hdrs, timeout=httpx.Timeout(budget_s)
                     ) as resp:
-                        body, truncated = await _read_capped(resp, s.max_body_bytes)
+                        body, truncated = await _read_capped(resp, cap)
                         latency = (time.perf_counter() - start) * 1000
+                        limited, wait = rate_limit(resp.status_code, resp.headers, body, now=at)
                         return FetchResult(
                             url=url,
                             fetched_at=at,
@@ -207,6 +227,9 @@ class Fetcher:
                             content_type=resp.headers.get("content-type", ""),
                             latency_ms=round(latency, 1),
                             truncated=truncated,
+                            cap=cap,
+                            retry_at=None if wait is None else at + wait,
+                            rate_limited=limited,
                         )
             except (httpx.HTTPError, OSError, TimeoutError, ssl.SSLError) as exc:
                 step, line = classify(exc, url, budget_s)
@@ -244,6 +267,41 @@ class Fetcher:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._control = (now, ok)
         return ok
+
+
+def rate_limit(
+    status: int, headers: httpx.Headers, body: bytes, *, now: float | None = None
+) -> tuple[bool, float | None]:
+    """Is this answer a rate limit, and how many seconds until asking again makes sense?
+
+    429 always; 403 when GitHub's headers say the quota is spent (``x-ratelimit-remaining: 0``)
+    or its body says "rate limit". The wait comes from ``Retry-After`` (seconds or a date) or
+    ``x-ratelimit-reset`` (epoch seconds).
+    """
+    remaining = headers.get("x-ratelimit-remaining")
+    limited = status == 429 or (
+        status == 403 and (remaining == "0" or b"rate limit" in body[:2000].lower())
+    )
+    if not limited:
+        return False, None
+    wall = time.time() if now is None else now
+    wait: float | None = None
+    retry_after = headers.get("retry-after")
+    if retry_after:
+        try:
+            wait = float(retry_after)
+        except ValueError:
+            try:
+                wait = parsedate_to_datetime(retry_after).timestamp() - wall
+            except (TypeError, ValueError):
+                wait = None
+    reset = headers.get("x-ratelimit-reset")
+    if wait is None and reset:
+        try:
+            wait = float(reset) - wall
+        except ValueError:
+            wait = None
+    return True, None if wait is None else max(0.0, min(wait, 86400.0))
 
 
 async def _read_capped(resp: httpx.Response, cap: int) -> tuple[bytes, bool]:

@@ -155,8 +155,17 @@ def uptimes(
     return out
 
 
+SPANS: dict[str, float] = {"24h": DAY, "7d": 7 * DAY, "30d": 30 * DAY}
+"""The chart ranges: raw checks for 24 h, hourly buckets for 7 and 30 days (kept 30 d)."""
+SPAN_LABELS: dict[str, str] = {"24h": "last 24 h", "7d": "last 7 days", "30d": "last 30 days"}
+
+
+def span_label(span: str) -> str:
+    return SPAN_LABELS.get(span, span)
+
+
 def series(db: sqlite_utils.Database, platform: str, now: float, span: str = "24h") -> list[Point]:
-    """Samples for a chart: raw checks over 24 h, hourly buckets over 7 d."""
+    """Samples for a chart: raw checks over 24 h, hourly buckets over 7 or 30 days."""
     if span == "24h":
         rows = db.execute(
             "SELECT at, status, latency_ms FROM monitor_checks WHERE platform = ? AND at >= ? "
@@ -164,12 +173,12 @@ def series(db: sqlite_utils.Database, platform: str, now: float, span: str = "24
             [platform, now - DAY],
         ).fetchall()
         return [Point(at=r[0], status=r[1], latency_ms=r[2]) for r in rows]
-    if span != "7d":
-        raise ValueError("span is '24h' or '7d'")
+    if span not in SPANS:
+        raise ValueError(f"span is one of {', '.join(SPANS)}")
     rows = db.execute(
         "SELECT start, up, degraded, down, maintenance, unknown, lat_sum, lat_n "
         "FROM monitor_buckets WHERE platform = ? AND size = 'h' AND start >= ? ORDER BY start",
-        [platform, now - 7 * DAY],
+        [platform, now - SPANS[span]],
     ).fetchall()
     return [
         Point(

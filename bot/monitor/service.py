@@ -40,7 +40,6 @@ __all__ = ["DEFAULT", "MonitorService", "UnknownPlatform", "Verdict"]
 
 log = logging.getLogger(__name__)
 Clock = Callable[[], float]
-SPAN_LABELS = {"24h": "last 24 h", "7d": "last 7 days", "30d": "last 30 days"}
 
 
 class Default(enum.Enum):
@@ -262,7 +261,7 @@ class MonitorService:
 
         points = await self.series(platform_id, span)
         name = self.platforms[platform_id].name
-        label = SPAN_LABELS.get(span, span)
+        label = history.span_label(span)
         return await asyncio.to_thread(
             render_png, points, title=f"{name} — {label}", now=self.clock(), span=span
         )

@@ -38,11 +38,28 @@ class MonitorSettings(BaseModel):
     feed_cache_s: float = Field(90.0, ge=0, description="official feeds are cached this long")
     max_redirects: int = Field(5, ge=0)
     max_body_bytes: int = Field(2_000_000, gt=0)
+    feed_max_body_bytes: dict[str, int] = Field(
+        default_factory=lambda: {"google_cloud": 40_000_000, "google_workspace": 40_000_000},
+        description="a larger cap per source kind: Google's incidents.json grows every year "
+        "(0.6 MB in 2021, 1.35 MB in 2022); past the cap only its newest incidents are read",
+    )
     user_agent: str = USER_AGENT
     announce_max_age_s: float = Field(
         3 * 86400.0, description="an open GitHub announcement older than this is not an incident"
     )
+    announce_news_max_age_s: float = Field(
+        14 * 86400.0, ge=0, description="an open announcement that is a notice stays news this long"
+    )
     trust_env: bool = Field(True, description="honour HTTP(S)_PROXY / SSL_CERT_FILE from env")
+    wrong_format_retry_s: float = Field(
+        3600.0,
+        ge=0,
+        description="a feed that answers in the wrong format (HTML, another kind, 404) is "
+        "asked again only after this long, doubling each time up to 24 h",
+    )
+    rate_limit_wait_s: float = Field(
+        900.0, ge=0, description="wait after a rate limit that names no reset time"
+    )
 
     # connectivity guard
     control_urls: tuple[str, ...] = DEFAULT_CONTROL_URLS
@@ -80,6 +97,9 @@ class MonitorSettings(BaseModel):
     report_factor_detected: float = Field(6.0, ge=1)
     report_baseline_weeks: int = Field(4, ge=1)
     report_retention_days: int = 35
+
+    def body_cap(self, kind: str) -> int:
+        return self.feed_max_body_bytes.get(kind, self.max_body_bytes)
 
     def interval_for(self, platform_id: str) -> float:
         return self.interval_overrides.get(platform_id, self.interval_s)

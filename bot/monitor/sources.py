@@ -1,7 +1,14 @@
-"""One checker per status-source kind; each turns a fetch into one :class:`Evidence`.
+"""One checker per status-source kind; each turns a fetch into :class:`Evidence`.
 
 Faults (HTML instead of JSON, truncated JSON, redirect loops, timeouts, DNS, refused
 connections, TLS errors) become evidence such as "status feed unreadable", never exceptions.
+What each document *says* is read in :mod:`bot.monitor.readers` (pure, tested on real captures).
+
+A source that answers in the wrong format (HTML, another kind of document, 404) or is rate
+limited is logged once and then left alone for a while (``wrong_format_retry_s``, doubling; a
+rate limit until the time the server names): its last answer is shown with the next try.
+An unverified feed (:attr:`knowledge.schema.StatusSource.trusted`) never drives a verdict on its
+own: what it says becomes a hint or news.
 """
 
 from __future__ import annotations
@@ -9,19 +16,31 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
-from urllib.parse import urljoin
 
-from bot.monitor.evidence import Evidence, FailedStep, Signal
+from bot.monitor.evidence import Evidence, Signal, Weight
 from bot.monitor.fetch import Fetcher, FetchResult, host_of
+from bot.monitor.readers import (
+    FeedError,
+    Finding,
+    json_array_prefix,
+    read_announcements,
+    read_betterstack,
+    read_binder,
+    read_google,
+    read_statuspage,
+)
+from bot.monitor.readers import fmt_since as fmt_since
+from bot.monitor.readers import parse_time as parse_time
+from bot.monitor.readers import shorten as shorten
 from knowledge.schema import StatusSource
 
 log = logging.getLogger(__name__)
 
-__all__ = ["Checker", "Evidence", "Signal"]
+__all__ = ["Checker", "Evidence", "FeedError", "Signal"]
 
 KIND_LABEL = {
     "http": "Probe",
@@ -32,43 +51,8 @@ KIND_LABEL = {
     "binder_health": "Binder health",
     "github_issues": "GitHub",
 }
-STATUSPAGE_COMPONENT: dict[str, Signal] = {
-    "operational": "up",
-    "degraded_performance": "degraded",
-    "partial_outage": "degraded",
-    "major_outage": "down",
-    "under_maintenance": "maintenance",
-}
-STATUSPAGE_INDICATOR: dict[str, Signal] = {
-    "none": "up",
-    "minor": "degraded",
-    "major": "down",
-    "critical": "down",
-    "maintenance": "maintenance",
-}
-BETTERSTACK_STATE: dict[str, Signal] = {
-    "operational": "up",
-    "degraded": "degraded",
-    "downtime": "down",
-    "maintenance": "maintenance",
-}
-GOOGLE_IMPACT: dict[str, Signal] = {
-    "SERVICE_OUTAGE": "down",
-    "SERVICE_DISRUPTION": "degraded",
-    "SERVICE_INFORMATION": "up",
-}
-DONE_INCIDENT = {"resolved", "postmortem", "completed"}
-ACTIVE_MAINTENANCE = {"in_progress", "verifying"}
-OUTAGE_WORDS = re.compile(r"\b(outage|down|unavailable|not working|cannot connect)\b", re.I)
-
-
-class FeedError(Exception):
-    """The feed answered, but not with what we can read."""
-
-    def __init__(self, why: str, step: FailedStep = "parse") -> None:
-        super().__init__(why)
-        self.why = why
-        self.step = step
+GONE_STATUSES = {401, 403, 404, 410}  # a wrong or closed URL: asking every few minutes won't help
+MAX_BACKOFF_S = 86400.0
 
 
 def fmt_ms(ms: float | None) -> str:
@@ -77,37 +61,18 @@ def fmt_ms(ms: float | None) -> str:
     return f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.1f} s"
 
 
-def fmt_since(ts: float, now: float) -> str:
-    dt = datetime.fromtimestamp(ts, UTC)
-    if now - ts < 20 * 3600:
-        return dt.strftime("%H:%M UTC")
-    return dt.strftime("%d %b %H:%M UTC").lstrip("0")
-
-
-def parse_time(value: Any) -> float | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        dt = datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.timestamp()
-
-
-def shorten(text: str, n: int = 90) -> str:
-    text = " ".join(str(text).split())
-    return text if len(text) <= n else text[: n - 1].rstrip() + "…"
+def _hhmm(ts: float) -> str:
+    return datetime.fromtimestamp(ts, UTC).strftime("%H:%M UTC")
 
 
 def decode_json(r: FetchResult) -> Any:
     """The JSON body of a fetch, or :class:`FeedError` saying why not."""
     if r.truncated:
-        raise FeedError("response too large")
+        mb = (r.cap or len(r.body)) / 1e6
+        raise FeedError(f"larger than the {mb:g} MB we accept", wrong_format=True)
     body = r.body.lstrip()
     if "html" in r.content_type.lower() or body[:1] == b"<":
-        raise FeedError("HTML instead of JSON")
+        raise FeedError("HTML instead of JSON", wrong_format=True)
     if not body:
         raise FeedError("empty response")
     try:
@@ -116,15 +81,18 @@ def decode_json(r: FetchResult) -> Any:
         raise FeedError("truncated or invalid JSON") from None
 
 
-def _dig(d: Any, *keys: str) -> Any:
-    for k in keys:
-        if not isinstance(d, dict):
-            return None
-        d = d.get(k)
-    return d
+@dataclass(frozen=True, slots=True)
+class _Quiet:
+    """A source left alone until ``until``: why, and when it last answered."""
+
+    until: float
+    why: str
+    step: str
+    at: float
+    failures: int
 
 
-Handler = Callable[["Checker", StatusSource], Awaitable[Evidence]]
+Handler = Callable[["Checker", StatusSource], Awaitable[list[Evidence]]]
 
 
 class Checker:
@@ -133,22 +101,40 @@ class Checker:
     def __init__(self, fetcher: Fetcher) -> None:
         self.fetcher = fetcher
         self.settings = fetcher.settings
+        self._quiet: dict[str, _Quiet] = {}
+        self._logged: dict[str, str] = {}  # url -> the unreadable reason last logged
 
     async def check(self, src: StatusSource) -> Evidence:
+        """The source's main evidence (its first; see :meth:`check_source` for all)."""
+        return (await self.check_source(src))[0]
+
+    async def check_source(self, src: StatusSource) -> list[Evidence]:
+        """Everything one source says: the main evidence first, then hints and news."""
+        quiet = self._quiet.get(str(src.url))
+        if quiet is not None and self.fetcher.clock() < quiet.until:
+            return [self._quiet_evidence(src, quiet)]
         try:
-            return await _HANDLERS[src.kind](self, src)
+            out = await _HANDLERS[src.kind](self, src)
         except Exception as exc:  # a checker bug must never reach the chat
             log.exception("checking %s failed", src.url)
-            return self._ev(
-                src,
-                "unknown",
-                f"{_label(src)}: check failed ({type(exc).__name__})",
-                failed_step="parse",
-                readable=False,
-            )
+            out = [
+                self._ev(
+                    src,
+                    "unknown",
+                    f"{_label(src)}: check failed ({type(exc).__name__})",
+                    failed_step="parse",
+                    readable=False,
+                )
+            ]
+        if out and out[0].readable and str(src.url) in self._logged:
+            log.info("%s is readable again", src.url)
+            del self._logged[str(src.url)]
+            self._quiet.pop(str(src.url), None)
+        return [self._trust(src, e) for e in out]
 
     async def check_many(self, sources: Iterable[StatusSource]) -> list[Evidence]:
-        return list(await asyncio.gather(*(self.check(s) for s in sources)))
+        found = await asyncio.gather(*(self.check_source(s) for s in sources))
+        return [e for evs in found for e in evs]
 
     # -- helpers -------------------------------------------------------------------------
     def _ev(self, src: StatusSource, signal: Signal, line: str, **kw: Any) -> Evidence:
@@ -163,7 +149,32 @@ class Checker:
             **kw,
         )
 
+    def _from(self, src: StatusSource, f: Finding, r: FetchResult) -> Evidence:
+        return self._ev(
+            src,
+            f.signal,
+            f.line,
+            weight=f.weight,
+            incident_title=f.incident_title,
+            incident_url=f.incident_url,
+            readable=f.readable,
+            failed_step=f.failed_step,
+            latency_ms=r.latency_ms,
+            checked_at=r.fetched_at,
+        )
+
+    @staticmethod
+    def _trust(src: StatusSource, e: Evidence) -> Evidence:
+        """An unverified feed's statements are shown, never a verdict on their own."""
+        if src.kind == "http" or src.trusted or not e.readable or e.weight != "full":
+            return e
+        if not src.official and e.is_probe:
+            return e
+        weight: Weight = "hint" if e.signal in ("degraded", "down") else "info"
+        return replace(e, weight=weight, line=f"{e.line} (unverified source)")
+
     def _unreadable(self, src: StatusSource, err: FeedError, r: FetchResult) -> Evidence:
+        self._note(src, err.why, r, wrong_format=err.wrong_format)
         return self._ev(
             src,
             "unknown",
@@ -174,24 +185,59 @@ class Checker:
             checked_at=r.fetched_at,
         )
 
+    def _note(
+        self, src: StatusSource, why: str, r: FetchResult, *, wrong_format: bool = False
+    ) -> None:
+        """Log an unreadable source once per reason; leave a wrong-format one alone a while."""
+        url = str(src.url)
+        if self._logged.get(url) != why:
+            log.warning("status source %s (%s) unreadable: %s", url, src.kind, why)
+            self._logged[url] = why
+        if r.rate_limited:
+            wait = (r.retry_at - r.fetched_at) if r.retry_at is not None else None
+            until = r.fetched_at + (self.settings.rate_limit_wait_s if wait is None else wait)
+            self._quiet[url] = _Quiet(until, why, "http", r.fetched_at, 1)
+        elif wrong_format and self.settings.wrong_format_retry_s > 0:
+            prev = self._quiet.get(url)
+            n = prev.failures + 1 if prev is not None else 1
+            delay = min(self.settings.wrong_format_retry_s * 2 ** (n - 1), MAX_BACKOFF_S)
+            self._quiet[url] = _Quiet(r.fetched_at + delay, why, "parse", r.fetched_at, n)
+
+    def _quiet_evidence(self, src: StatusSource, q: _Quiet) -> Evidence:
+        return self._ev(
+            src,
+            "unknown",
+            f"{_label(src)}: status feed unreadable ({q.why}); next try {_hhmm(q.until)}",
+            failed_step="http" if q.step == "http" else "parse",
+            readable=False,
+            checked_at=q.at,
+        )
+
     async def _guarded(
         self,
         src: StatusSource,
-        parse: Callable[[Any, FetchResult], Evidence],
+        parse: Callable[[Any, FetchResult], list[Finding]],
         headers: dict[str, str] | None = None,
         r: FetchResult | None = None,
-    ) -> Evidence:
+    ) -> list[Evidence]:
         """Fetch an official feed (cached), decode it and parse it, or say why it is unreadable."""
         if r is None:
-            r = await self.fetcher.get(str(src.url), cache=True, headers=headers)
+            r = await self.fetcher.get(
+                str(src.url),
+                cache=True,
+                headers=headers,
+                max_bytes=self.settings.body_cap(src.kind),
+            )
         try:
             if r.status is None:
                 raise FeedError(r.error or "no answer", r.failed_step or "connect")
+            if r.rate_limited:
+                raise FeedError(f"HTTP {r.status}, rate limited", "http")
             if r.status >= 400:
-                raise FeedError(f"HTTP {r.status}", "http")
-            return parse(decode_json(r), r)
+                raise FeedError(f"HTTP {r.status}", "http", wrong_format=r.status in GONE_STATUSES)
+            return [self._from(src, f, r) for f in parse(decode_json(r), r)]
         except FeedError as err:
-            return self._unreadable(src, err, r)
+            return [self._unreadable(src, err, r)]
 
 
 def _label(src: StatusSource) -> str:
@@ -199,259 +245,132 @@ def _label(src: StatusSource) -> str:
 
 
 # -- http ---------------------------------------------------------------------------------
-async def _http(c: Checker, src: StatusSource) -> Evidence:
+async def _http(c: Checker, src: StatusSource) -> list[Evidence]:
     url = str(src.url)
     r = await c.fetcher.get(url)
     host = host_of(url)
     base = {"latency_ms": r.latency_ms, "checked_at": r.fetched_at}
     if not r.answered:
-        return c._ev(
-            src,
-            "down",
-            r.error or f"no answer from {host}",
-            failed_step=r.failed_step,
-            readable=False,
-            **base,
-        )
+        return [
+            c._ev(
+                src,
+                "down",
+                r.error or f"no answer from {host}",
+                failed_step=r.failed_step,
+                readable=False,
+                **base,
+            )
+        ]
     assert r.status is not None
     retried = f" after {r.attempts} tries" if r.attempts > 1 else ""
     if r.status >= 400:
-        return c._ev(
-            src, "down", f"HTTP {r.status} from {host}{retried}", failed_step="http", **base
-        )
+        line = f"HTTP {r.status} from {host}{retried}"
+        return [c._ev(src, "down", line, failed_step="http", **base)]
     if src.keyword and src.keyword.lower() not in r.body.decode("utf-8", "replace").lower():
-        return c._ev(
-            src,
-            "down",
-            f"HTTP {r.status} from {host} but '{src.keyword}' missing",
-            failed_step="http",
-            **base,
-        )
+        line = f"HTTP {r.status} from {host} but '{src.keyword}' missing"
+        return [c._ev(src, "down", line, failed_step="http", **base)]
     if src.degraded_ms is not None and r.latency_ms is not None and r.latency_ms > src.degraded_ms:
-        return c._ev(
-            src,
-            "degraded",
-            f"slow: {fmt_ms(r.latency_ms)} from {host} (limit {fmt_ms(src.degraded_ms)})",
-            **base,
-        )
-    return c._ev(src, "up", f"HTTP {r.status} from {host} in {fmt_ms(r.latency_ms)}", **base)
+        line = f"slow: {fmt_ms(r.latency_ms)} from {host} (limit {fmt_ms(src.degraded_ms)})"
+        return [c._ev(src, "degraded", line, **base)]
+    line = f"HTTP {r.status} from {host} in {fmt_ms(r.latency_ms)}"
+    return [c._ev(src, "up", line, **base)]
 
 
 # -- Atlassian Statuspage --------------------------------------------------------------------
-def _named(items: Any) -> list[dict[str, Any]]:
-    return [i for i in items if isinstance(i, dict)] if isinstance(items, list) else []
-
-
-def _touches(item: dict[str, Any], component: str | None) -> bool:
-    if component is None:
-        return True
-    comps = _named(item.get("components"))
-    return any(str(c.get("name", "")).strip().lower() == component for c in comps)
-
-
-async def _statuspage(c: Checker, src: StatusSource) -> Evidence:
-    def parse(data: Any, r: FetchResult) -> Evidence:
-        if not isinstance(data, dict) or not ("status" in data or "components" in data):
-            raise FeedError("not a Statuspage feed")
-        comp = src.component.strip().lower() if src.component else None
-        base: dict[str, Any] = {"latency_ms": r.latency_ms, "checked_at": r.fetched_at}
-        incidents = [
-            i
-            for i in _named(data.get("incidents"))
-            if str(i.get("status", "")).lower() not in DONE_INCIDENT and _touches(i, comp)
-        ]
-        maint = [
-            m
-            for m in _named(data.get("scheduled_maintenances"))
-            if str(m.get("status", "")).lower() in ACTIVE_MAINTENANCE and _touches(m, comp)
-        ]
-        if comp is not None:
-            match = [
-                x
-                for x in _named(data.get("components"))
-                if not x.get("group")
-                and not str(x.get("name", "")).lower().startswith("visit ")
-                and str(x.get("name", "")).strip().lower() == comp
-            ]
-            if not match:
-                raise FeedError(f"component '{src.component}' not found")
-            raw = str(match[0].get("status", "")).lower()
-            signal: Signal = STATUSPAGE_COMPONENT.get(raw, "unknown")
-            what = f"{match[0].get('name')} {raw or '?'}"
-            line = f"Statuspage: {what}"
-        else:
-            ind = str(_dig(data, "status", "indicator") or "").lower()
-            signal = STATUSPAGE_INDICATOR.get(ind, "unknown")
-            desc = _dig(data, "status", "description") or ind or "?"
-            line = f"Statuspage {host_of(str(src.url))}: {desc}"
-        if signal == "up" and incidents:
-            signal = "degraded"
-        if maint and signal in ("up", "degraded", "unknown"):
-            signal = "maintenance"
-        top = (maint if signal == "maintenance" else incidents) or incidents or maint
-        if top:
-            title = shorten(str(top[0].get("name", "incident")))
-            url = top[0].get("shortlink") or None
-            return c._ev(
-                src, signal, f"{line} — '{title}'", incident_title=title, incident_url=url, **base
-            )
-        return c._ev(src, signal, line, **base)
-
-    return await c._guarded(src, parse)
+async def _statuspage(c: Checker, src: StatusSource) -> list[Evidence]:
+    host = host_of(str(src.url))
+    return await c._guarded(src, lambda data, _r: read_statuspage(data, src.component, host))
 
 
 # -- Google Cloud / Workspace incidents.json ------------------------------------------------
-async def _google(c: Checker, src: StatusSource) -> Evidence:
+async def _google(c: Checker, src: StatusSource) -> list[Evidence]:
     label = _label(src)
-    wanted = {p.strip().lower() for p in src.products}
+    cap = c.settings.body_cap(src.kind)
+    r = await c.fetcher.get(str(src.url), cache=True, max_bytes=cap)
+    if r.answered and r.truncated and (r.status or 0) < 400:
+        # Past the cap: Google lists the newest incidents first, so read what did arrive.
+        items, ok = json_array_prefix(r.body)
+        if not ok:
+            return [
+                c._unreadable(
+                    src,
+                    FeedError(f"larger than the {cap / 1e6:g} MB we accept", wrong_format=True),
+                    r,
+                )
+            ]
+        f = read_google(items, src.products, label, str(src.url), c.fetcher.clock(), partial_of=cap)
+        if not f.readable:
+            c._note(src, f"larger than the {cap / 1e6:g} MB we accept", r)
+        return [c._from(src, f, r)]
 
-    def parse(data: Any, r: FetchResult) -> Evidence:
+    def parse(data: Any, r: FetchResult) -> list[Finding]:
         if not isinstance(data, list):
-            raise FeedError("not an incident list")
-        base: dict[str, Any] = {"latency_ms": r.latency_ms, "checked_at": r.fetched_at}
-        ongoing: list[tuple[Signal, float, dict[str, Any]]] = []
-        for inc in _named(data):
-            if inc.get("end"):
-                continue
-            titles = {str(p.get("title", "")).lower() for p in _named(inc.get("affected_products"))}
-            if wanted and not (titles & wanted):
-                continue
-            impact = str(inc.get("status_impact", ""))
-            sev = str(inc.get("severity", "")).lower()
-            signal = GOOGLE_IMPACT.get(impact) or ("down" if sev == "high" else "degraded")
-            ongoing.append((signal, parse_time(inc.get("begin")) or r.fetched_at, inc))
-        scope = ", ".join(src.products) if src.products else "any product"
-        if not ongoing:
-            return c._ev(src, "up", f"{label}: no ongoing incident for {scope}", **base)
-        ongoing.sort(key=lambda t: (-_sev(t[0]), -t[1]))
-        signal, begin, inc = ongoing[0]
-        title = shorten(str(inc.get("external_desc") or inc.get("id") or "incident"))
-        uri = inc.get("uri")
-        url = urljoin(str(src.url), uri) if isinstance(uri, str) and uri else None
-        more = f" (+{len(ongoing) - 1} more)" if len(ongoing) > 1 else ""
-        word = "information" if signal == "up" else "ongoing incident"
-        line = f"{label}: {word} '{title}' since {fmt_since(begin, c.fetcher.clock())}{more}"
-        return c._ev(src, signal, line, incident_title=title, incident_url=url, **base)
+            raise FeedError("not an incident list", wrong_format=True)
+        return [read_google(data, src.products, label, str(src.url), c.fetcher.clock())]
 
-    return await c._guarded(src, parse)
-
-
-def _sev(s: Signal) -> int:
-    return {"down": 3, "degraded": 2, "up": 1}.get(s, 0)
+    return await c._guarded(src, parse, r=r)
 
 
 # -- Better Stack index.json ------------------------------------------------------------------
-async def _betterstack(c: Checker, src: StatusSource) -> Evidence:
-    def parse(data: Any, r: FetchResult) -> Evidence:
-        attrs = _dig(data, "data", "attributes")
-        if not isinstance(attrs, dict) or "aggregate_state" not in attrs:
-            raise FeedError("no aggregate_state")
-        base: dict[str, Any] = {"latency_ms": r.latency_ms, "checked_at": r.fetched_at}
-        name = attrs.get("company_name") or host_of(str(src.url))
-        state = str(attrs.get("aggregate_state")).lower()
-        if src.component:
-            for item in _named(data.get("included") if isinstance(data, dict) else None):
-                a = item.get("attributes") or {}
-                if (
-                    str(a.get("public_name") or a.get("name") or "").lower()
-                    == src.component.lower()
-                ):
-                    name, state = src.component, str(a.get("status", state)).lower()
-                    break
-        signal: Signal = BETTERSTACK_STATE.get(state, "degraded")
-        return c._ev(src, signal, f"Better Stack: {name} {state}", **base)
-
-    return await c._guarded(src, parse)
+async def _betterstack(c: Checker, src: StatusSource) -> list[Evidence]:
+    host = host_of(str(src.url))
+    return await c._guarded(src, lambda data, _r: [read_betterstack(data, src.component, host)])
 
 
 # -- mybinder.org member /health ------------------------------------------------------------
-async def _binder(c: Checker, src: StatusSource) -> Evidence:
+async def _binder(c: Checker, src: StatusSource) -> list[Evidence]:
     url = str(src.url)
     host = host_of(url)
     r = await c.fetcher.get(url)
     base: dict[str, Any] = {"latency_ms": r.latency_ms, "checked_at": r.fetched_at}
     if not r.answered:
-        return c._ev(
-            src,
-            "down",
-            f"Binder {host}: {r.error}",
-            failed_step=r.failed_step,
-            readable=False,
-            **base,
-        )
+        line = f"Binder {host}: {r.error}"
+        return [c._ev(src, "down", line, failed_step=r.failed_step, readable=False, **base)]
     try:
-        data = decode_json(r)
-        if not isinstance(data, dict) or not isinstance(data.get("ok"), bool):
-            raise FeedError("no 'ok' field")
+        f = read_binder(decode_json(r), host)
     except FeedError as err:
         why = f"HTTP {r.status}, {err.why}" if r.status and r.status >= 400 else err.why
-        return c._ev(
-            src,
-            "down" if (r.status or 0) >= 500 else "unknown",
-            f"Binder {host}: health unreadable ({why})",
-            failed_step="parse",
-            readable=False,
-            **base,
-        )
-    if data["ok"]:
-        return c._ev(src, "up", f"Binder {host}: healthy", **base)
-    failing = [str(x.get("service", "?")) for x in _named(data.get("checks")) if not x.get("ok")]
-    detail = f" (failing: {', '.join(failing[:3])})" if failing else ""
-    return c._ev(src, "down", f"Binder {host}: unhealthy{detail}", failed_step="http", **base)
+        c._note(src, why, r)
+        return [
+            c._ev(
+                src,
+                "down" if (r.status or 0) >= 500 else "unknown",
+                f"Binder {host}: health unreadable ({why})",
+                failed_step="parse",
+                readable=False,
+                **base,
+            )
+        ]
+    return [c._from(src, f, r)]
 
 
 # -- GitHub issues with a label -------------------------------------------------------------
-async def _github(c: Checker, src: StatusSource) -> Evidence:
-    label = src.label
+async def _github(c: Checker, src: StatusSource) -> list[Evidence]:
+    s = c.settings
 
-    def parse(data: Any, r: FetchResult) -> Evidence:
-        if not isinstance(data, list):
-            raise FeedError("not an issue list")
-        base: dict[str, Any] = {"latency_ms": r.latency_ms, "checked_at": r.fetched_at}
-        issues = [
-            i
-            for i in _named(data)
-            if "pull_request" not in i
-            and str(i.get("state", "open")) == "open"
-            and (
-                label is None
-                or label.lower()
-                in {str(x.get("name", "")).lower() for x in _named(i.get("labels"))}
-            )
-        ]
-        now = c.fetcher.clock()
-        max_age = c.settings.announce_max_age_s
-        fresh = [i for i in issues if now - (parse_time(i.get("created_at")) or now) <= max_age]
-        what = f"'{label}' " if label else ""
-        if not fresh:
-            older = f" ({len(issues)} older still open)" if issues else ""
-            return c._ev(src, "up", f"GitHub: no recent open {what}issue{older}", **base)
-        top = fresh[0]
-        title = shorten(str(top.get("title", "announcement")))
-        signal: Signal = "down" if OUTAGE_WORDS.search(title) else "degraded"
-        num = f" (#{top['number']})" if "number" in top else ""
-        return c._ev(
-            src,
-            signal,
-            f"GitHub {what}issue open: '{title}'{num}",
-            incident_title=title,
-            incident_url=top.get("html_url"),
-            **base,
+    def parse(data: Any, r: FetchResult) -> list[Finding]:
+        return read_announcements(
+            data, src.label, c.fetcher.clock(), s.announce_max_age_s, s.announce_news_max_age_s
         )
 
     r = await c.fetcher.get(
         str(src.url), cache=True, headers={"Accept": "application/vnd.github+json"}
     )
-    if r.status in (403, 429):
-        return c._ev(
-            src,
-            "unknown",
-            "GitHub: rate limited, announcements not checked",
-            failed_step="http",
-            readable=False,
-            latency_ms=r.latency_ms,
-            checked_at=r.fetched_at,
-        )
+    if r.rate_limited:
+        c._note(src, "rate limited", r)
+        quiet = c._quiet.get(str(src.url))
+        when = f" until {_hhmm(quiet.until)}" if quiet is not None else ""
+        return [
+            c._ev(
+                src,
+                "unknown",
+                f"GitHub: rate limited, announcements not checked{when}",
+                failed_step="http",
+                readable=False,
+                latency_ms=r.latency_ms,
+                checked_at=r.fetched_at,
+            )
+        ]
     return await c._guarded(src, parse, r=r)
 
 

@@ -4,6 +4,8 @@ Own probes go through hysteresis (``failure`` consecutive bad checks before down
 before that; ``success`` good checks before recovered). An official statement (an incident or
 maintenance in a status feed) moves the verdict at once. An offline observation (this bot cannot
 reach the internet) changes nothing but the ``offline`` flag: it is never evidence of an outage.
+A hint (a weaker signal, see :data:`bot.monitor.evidence.Weight`) never changes the status: it
+only raises "possible problems" while it lasts.
 """
 
 from __future__ import annotations
@@ -33,6 +35,7 @@ class Observation:
     probe: Signal | None = None  # own probes, aggregated: up | degraded | down | None
     official: Signal | None = None  # official statements, aggregated; None = none readable
     offline: bool = False
+    hint: Signal | None = None  # weaker signals (degraded | down), aggregated; None = none
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +50,7 @@ class MachineState:
     since: float | None = None  # when ``status`` last changed
     checked_at: float | None = None
     offline: bool = False
+    hint: Signal | None = None  # a weaker bad signal seen in the last check
 
     @property
     def shown(self) -> Status:
@@ -66,6 +70,8 @@ class MachineState:
         if self.status in BAD:
             return "problems detected"
         if self.pending in BAD and self.status != "maintenance":
+            return "possible problems"
+        if self.hint in BAD and self.status != "maintenance":
             return "possible problems"
         return None
 
@@ -114,6 +120,7 @@ def step(state: MachineState, obs: Observation, th: Thresholds = Thresholds()) -
         since=since,
         checked_at=obs.at,
         offline=False,
+        hint=obs.hint if obs.hint in BAD else None,
     )
 
 
@@ -157,7 +164,9 @@ def observe(evidence: Iterable[Evidence], at: float, *, offline: bool = False) -
     agg: Signal | None = None
     if official:
         agg = "maintenance" if "maintenance" in official else worst(official)
-    return Observation(at=at, probe=probe, official=agg, offline=offline)
+    hints = [e.signal for e in ev if e.hint]
+    hint = worst(hints) if hints else None
+    return Observation(at=at, probe=probe, official=agg, offline=offline, hint=hint)
 
 
 def is_offline(
@@ -191,7 +200,9 @@ def headline(state: MachineState, *, net_offline: bool = False, threshold: int =
     if s in BAD:
         return f"{s} — problems detected"
     if state.confidence == "possible problems":
-        return f"possible problems ({state.fail_streak} of {threshold} checks failed)"
+        if state.pending in BAD:
+            return f"possible problems ({state.fail_streak} of {threshold} checks failed)"
+        return "possible problems (an official notice, not confirmed for this service)"
     if s == "up":
         return "up"
     return "unknown — not checked yet" if state.checked_at is None else "unknown"

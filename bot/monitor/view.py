@@ -33,6 +33,7 @@ class EvidenceLine:
     age_s: float
     url: str | None = None  # the incident's page when there is one
     failed_step: str | None = None
+    weight: str = "full"  # full | hint (possible problem, not a verdict) | info (news)
 
     @property
     def text(self) -> str:
@@ -69,12 +70,25 @@ class VerdictView:
         return EMOJI.get(self.status, "⚪")
 
     @property
+    def news(self) -> tuple[EvidenceLine, ...]:
+        """Announcements that are information (a deprecation, a migration), not problems."""
+        return tuple(e for e in self.evidence if e.weight == "info")
+
+    @property
+    def hints(self) -> tuple[EvidenceLine, ...]:
+        """Weaker signals of trouble ("possible problem"): shown, never a verdict on their own."""
+        return tuple(
+            e for e in self.evidence if e.weight == "hint" and e.signal in ("degraded", "down")
+        )
+
+    @property
     def probably_local(self) -> bool:
         """Up from here, official feeds quiet, no community wave: most likely the asker's side."""
         return (
             self.status == "up"
             and not self.offline
             and self.official_incident is None
+            and not self.hints
             and self.reports.level == "none"
         )
 
@@ -169,6 +183,7 @@ def load_views(
                 age_s=max(0.0, now - e.checked_at),
                 url=e.incident_url,
                 failed_step=e.failed_step,
+                weight=e.weight,
             )
             for e in evidence
         )

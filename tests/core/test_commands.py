@@ -40,6 +40,15 @@ async def test_alternatives_colab_gpu(chat: Chat) -> None:
     assert "→" in text  # a first step
 
 
+async def test_alternatives_gpu_no_phone_puts_kaggle_below_the_fits(chat: Chat) -> None:
+    """Kaggle's GPU needs a phone: it no longer appears as a fit beside a phone warning; five
+    platforms that do not contradict the request come first."""
+    text = await chat.say("/alternatives colab gpu no-phone")
+    items = [line for line in text.splitlines() if line.split(".", 1)[0].isdigit()]
+    assert len(items) == 5 and not any("Kaggle" in line for line in items)
+    assert "no phone number needed, with conditions" not in text
+
+
 async def test_alternatives_offline_leads_with_offline(chat: Chat) -> None:
     text = await chat.say("/alternatives colab offline")
     first = next(line for line in text.splitlines() if line.startswith("1."))

@@ -59,3 +59,22 @@ def test_synonyms() -> None:
         "collab",
         "r",
     }
+
+
+def test_a_contradicting_fact_ranks_the_platform_down(kb: KnowledgeBase) -> None:
+    """`/alternatives colab gpu no-phone`: Kaggle's GPU needs a verified phone, so Kaggle misses
+    "no phone" and ranks below every platform that does not miss a need."""
+    from handlers.alternatives import why
+
+    picks = rank(kb.alive(), ["gpu", "no-phone"], exclude="colab", limit=20)
+    kaggle = next(p for p in picks if p.platform.id == "kaggle")
+    assert "no-phone" in kaggle.missed and "no-phone" not in kaggle.partial
+    assert kaggle.conflicts == ("needs a verified phone for free GPU",)
+    assert "✗ needs a verified phone for free GPU" in why(kaggle)
+    assert "no phone number needed, with conditions" not in why(kaggle)
+    first_miss = next(i for i, p in enumerate(picks) if p.missed)
+    assert all(not p.missed for p in picks[:first_miss])
+    assert picks.index(kaggle) >= first_miss
+    # Without the GPU, a CPU notebook on Kaggle needs no phone: a fit with conditions.
+    alone = next(p for p in rank(kb.alive(), ["no-phone"], limit=20) if p.platform.id == "kaggle")
+    assert alone.partial == ("no-phone",) and not alone.missed and not alone.conflicts

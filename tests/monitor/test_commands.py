@@ -46,7 +46,7 @@ control_urls = ["{control}"]
 [override.colab]
 status_sources = [
   {{ kind = "http", url = "{fake.url(f"/{tag}/colab")}", name = "Colab probe", degraded_ms = 300 }},
-  {{ kind = "google_workspace", url = "{fake.url(f"/{tag}/gws.json")}", name = "Google Workspace", products = ["Google Drive"], official = true }},
+  {{ kind = "google_workspace", url = "{fake.url(f"/{tag}/gws.json")}", name = "Google Workspace", products = ["Google Drive"], official = true, verified = 2026-01-01, evidence = "https://example.org/feed-docs" }},
 ]
 """
     )

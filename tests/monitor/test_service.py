@@ -402,11 +402,13 @@ async def test_chart(fake, service_factory, clock):  # type: ignore[no-untyped-d
         fake.reply("/t11/colab", FAIL if i in (2, 3, 4) else OK)
         clock.advance(600)
         await svc.check("colab")
-    for span in ("24h", "7d"):
+    png = await svc.chart("colab", "24h")
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    assert struct.unpack(">II", png[16:24]) == (800, 450)
+    for span in ("7d", "30d"):  # an hour of data is one or two hourly buckets: a sentence
         png = await svc.chart("colab", span)
-        assert png[:8] == b"\x89PNG\r\n\x1a\n"
-        assert struct.unpack(">II", png[16:24]) == (800, 450)
-    assert (await svc.chart("colab"))[:4] == b"\x89PNG"
+        w, h = struct.unpack(">II", png[16:24])
+        assert png[:8] == b"\x89PNG\r\n\x1a\n" and w == 800 and h < 450
 
 
 async def test_background_loop(fake, store):  # type: ignore[no-untyped-def]
