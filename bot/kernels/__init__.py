@@ -23,29 +23,69 @@ See ``service.py`` for the flow of a run, ``sandbox.py`` for what the sandbox ex
 ``models.KernelLimits`` for the limits and why their defaults are what they are.
 """
 
-from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
-from bot.kernels.errors import (
-    Busy,
-    KernelError,
-    KernelStartError,
-    NoGpuBackend,
-    RateLimited,
-    SandboxUnavailable,
-    ServiceClosed,
-)
-from bot.kernels.local import LocalBackend
-from bot.kernels.models import (
-    ErrorOutput,
-    ImageOutput,
-    KernelInfo,
-    KernelLimits,
-    Output,
-    ResultOutput,
-    RunResult,
-    RunStatus,
-    StreamOutput,
-)
-from bot.kernels.service import KernelService
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Exports load lazily (PEP 562): ``bot.kernels.kaggle`` and the migration registry import this
+# package without pulling in zmq/jupyter_client (the ``kernels`` extra) for the local pool.
+_EXPORTS = {
+    "KernelBackend": "bot.kernels.backend",
+    "KernelHandle": "bot.kernels.backend",
+    "KernelUsage": "bot.kernels.backend",
+    "Busy": "bot.kernels.errors",
+    "KernelError": "bot.kernels.errors",
+    "KernelStartError": "bot.kernels.errors",
+    "NoGpuBackend": "bot.kernels.errors",
+    "RateLimited": "bot.kernels.errors",
+    "SandboxUnavailable": "bot.kernels.errors",
+    "ServiceClosed": "bot.kernels.errors",
+    "LocalBackend": "bot.kernels.local",
+    "ErrorOutput": "bot.kernels.models",
+    "ImageOutput": "bot.kernels.models",
+    "KernelInfo": "bot.kernels.models",
+    "KernelLimits": "bot.kernels.models",
+    "Output": "bot.kernels.models",
+    "ResultOutput": "bot.kernels.models",
+    "RunResult": "bot.kernels.models",
+    "RunStatus": "bot.kernels.models",
+    "StreamOutput": "bot.kernels.models",
+    "KernelService": "bot.kernels.service",
+}
+
+if TYPE_CHECKING:
+    from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
+    from bot.kernels.errors import (
+        Busy,
+        KernelError,
+        KernelStartError,
+        NoGpuBackend,
+        RateLimited,
+        SandboxUnavailable,
+        ServiceClosed,
+    )
+    from bot.kernels.local import LocalBackend
+    from bot.kernels.models import (
+        ErrorOutput,
+        ImageOutput,
+        KernelInfo,
+        KernelLimits,
+        Output,
+        ResultOutput,
+        RunResult,
+        RunStatus,
+        StreamOutput,
+    )
+    from bot.kernels.service import KernelService
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'bot.kernels' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "Busy",
