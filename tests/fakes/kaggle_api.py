@@ -27,6 +27,7 @@ advances by the fake's clock instead (the benchmark's realistic delays).
 from __future__ import annotations
 
 import asyncio
+import base64
 import contextlib
 import hashlib
 import hmac
@@ -35,6 +36,7 @@ import json
 import re
 import sys
 import tempfile
+import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable
@@ -83,6 +85,7 @@ class Scenario:
     timed: tuple[float, float] | None = None  # (queue_s, run_s) by the fake's clock
     final: str = "COMPLETE"  # the status after ``timed`` ends
     execute: bool = False  # run the pushed script for real
+    echo: bool = False  # the log is the user's code (decoded from the pushed script)
 
 
 @dataclass
@@ -361,6 +364,8 @@ class KaggleFake:
             return web.json_response({"files": [], "log": ""})
         sc = session.scenario
         log, files = sc.log, dict(sc.files)
+        if sc.echo:
+            log = [("stdout", user_code(kernel.body.get("text", "")) + "\n")]
         if session.run is not None:
             log, files = session.run.result()
         listing = [
@@ -448,6 +453,12 @@ def _written(work: Path) -> dict[str, bytes]:
     }
 
 
+def user_code(script: str) -> str:
+    """The user's code inside a script pushed by nbhelp (base64 in the wrapper)."""
+    m = re.search(r'b64decode\("([A-Za-z0-9+/=]*)"\)', script)
+    return base64.b64decode(m.group(1)).decode("utf-8", "replace") if m else ""
+
+
 def kaggle_log(entries: list[tuple[str, str]]) -> str:
     """The log as Kaggle writes it: a JSON array, one entry per line."""
     lines = [
@@ -467,3 +478,41 @@ def _html(status: int, retry_after: float | None) -> web.Response:
     return web.Response(
         status=status, text=HTML_PAGE.format(title=title), content_type="text/html", headers=headers
     )
+
+
+class ThreadedKaggleFake(KaggleFake):
+    """The same fake on its own event loop in a daemon thread (the benchmark measures the bot's
+    CPU time on its own thread). Configure it before the runs start, or through ``call``."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._thread: threading.Thread | None = None
+
+    def start_thread(self) -> ThreadedKaggleFake:
+        ready = threading.Event()
+
+        def run() -> None:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            loop.run_until_complete(KaggleFake.start(self))
+            ready.set()
+            loop.run_forever()
+            loop.run_until_complete(KaggleFake.aclose(self))
+            loop.close()
+
+        self._thread = threading.Thread(target=run, name="fake-kaggle", daemon=True)
+        self._thread.start()
+        ready.wait(10)
+        return self
+
+    def call(self, fn: Callable[[], Any], delay_s: float = 0.0) -> None:
+        """Run ``fn`` on the fake's loop (after ``delay_s``)."""
+        assert self._loop is not None
+        self._loop.call_soon_threadsafe(self._loop.call_later, delay_s, fn)
+
+    def stop(self) -> None:
+        if self._loop is not None and self._thread is not None:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(10)
+            self._loop = None

@@ -533,6 +533,7 @@ async def test_a_log_that_is_not_json_and_no_result_file(
 @pytest.mark.slow
 async def test_the_wrapper_runs_for_real(fake: KaggleFake, make_runner: Make, store: Store) -> None:
     """The pushed script, run by a real Python: streams, the last value, a plot, a traceback."""
+    pytest.importorskip("matplotlib")
     fake.script(Scenario(execute=True), Scenario(execute=True))
     runner = make_runner()
     code = "import matplotlib.pyplot as plt\nprint('héllo 😀')\nplt.plot([1, 2, 3])\n6 * 7\n"

@@ -52,7 +52,7 @@ class KaggleSettings(BaseModel):
         description="Kaggle machineShape (NvidiaTeslaT4; the P100 is retired)",
     )
     wall_s: float = Field(
-        600.0, ge=30, le=9 * 3600, description="longest a user's code may run on the GPU"
+        600.0, ge=1, le=9 * 3600, description="longest a user's code may run on the GPU"
     )
     startup_grace_s: float = Field(
         120.0,
@@ -62,7 +62,7 @@ class KaggleSettings(BaseModel):
         "deadline after the run was seen running (container start, output upload)",
     )
     queue_timeout_s: float = Field(
-        1800.0, ge=30, description="give up when Kaggle has not started the run by then"
+        1800.0, ge=1, description="give up when Kaggle has not started the run by then"
     )
     min_run_s: float = Field(
         60.0, ge=1, description="refuse a run when less GPU time than this is left in a budget"
