@@ -26,7 +26,7 @@ from bot.kernels.kaggle import KaggleRunner, KaggleSettings, ledger
 from bot.kernels.models import ErrorOutput, ImageOutput, ResultOutput, RunStatus, StreamOutput
 from bot.store import Store
 from tests.fakes.kaggle_api import KaggleFake, Scenario, png
-from tests.kaggle.conftest import FakeClock
+from tests.kaggle.conftest import T0, FakeClock
 
 Make = Callable[..., KaggleRunner]
 
@@ -548,3 +548,30 @@ async def test_the_wrapper_runs_for_real(fake: KaggleFake, make_runner: Make, st
     assert 'File "<cell>", line 2, in f' in bad.error.traceback
     assert bad.outputs[0] == StreamOutput("stdout", "before\n")
     await assert_clean(fake, store, runs=2)
+
+
+async def test_a_run_whose_status_calls_keep_failing_is_not_reaped_meanwhile(
+    fake: KaggleFake,
+    make_runner: Make,
+    make_settings: Callable[..., KaggleSettings],
+    store: Store,
+    clock: FakeClock,
+) -> None:
+    fake.throttle("GetKernelSessionStatus", 40, status=503)  # ~10 min of failing status calls
+    other = make_runner()  # another process sharing the database, reaping as it should
+    await other.start()
+    reaped_during: list[int] = []
+
+    async def sleep(seconds: float) -> None:
+        await clock.sleep(seconds)
+        if clock.now > T0 + 600 and not reaped_during:
+            reaped_during.append(await other.reap())
+
+    runner = KaggleRunner(make_settings(retries=0), store, clock=clock, sleep=sleep)
+    try:
+        result = await runner.run("u1", "print(1)")
+    finally:
+        await runner.aclose()
+    assert reaped_during == [0]
+    assert result.ok
+    await assert_clean(fake, store, runs=1)

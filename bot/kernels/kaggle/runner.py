@@ -636,6 +636,8 @@ class KaggleRunner:
             now = self._clock()
             if now >= deadline():
                 return RUN_TIMEOUT if job.running_at is not None else QUEUE_TIMEOUT
+            # Alive, whatever Kaggle answers: another process's reaper must not take this run.
+            await self.store.call(lambda db: ledger.heartbeat(db, [slug], now))
             try:
                 status = await self.client.session_status(owner, slug)
             except KaggleApiError as exc:
@@ -645,7 +647,6 @@ class KaggleRunner:
                 return None
             self.stats.polls += 1
             now = self._clock()
-            await self.store.call(lambda db: ledger.heartbeat(db, [slug], now))
             if status.state in ACTIVE:
                 job.seen_active = True
                 if status.state == RUNNING and job.running_at is None:
