@@ -18,7 +18,8 @@ from bot.kernels.kaggle.client import (
     parse_duration,
     retry_after_s,
 )
-from bot.kernels.kaggle.runner import KaggleInfo, human_duration
+from bot.kernels.kaggle.budget import human_duration
+from bot.kernels.kaggle.runner import KaggleInfo
 from bot.kernels.kaggle.script import build_script, parse_log, parse_result, plot_index
 from bot.kernels.kaggle.settings import KaggleSettings
 from tests.fakes.kaggle_api import KaggleFake, kaggle_log

@@ -27,21 +27,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import random
 import secrets
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_never
 
 from bot.kernels.errors import (
     Busy,
-    GpuBudgetExceeded,
     GpuQueueFull,
     KaggleDisabled,
     KaggleRejected,
@@ -49,6 +46,7 @@ from bot.kernels.errors import (
     ServiceClosed,
 )
 from bot.kernels.kaggle import ledger
+from bot.kernels.kaggle.budget import Budgets, human_duration
 from bot.kernels.kaggle.client import (
     ACTIVE,
     CANCEL_ACKNOWLEDGED,
@@ -108,28 +106,12 @@ BATCH_NOTICE = (
     "Ran on Kaggle's free {gpu} GPU as a batch job: no variables carry over between "
     "--gpu runs (each starts from scratch)."
 )
-DAY = 86400.0
-WEEK = 7 * DAY
 QUEUE_TIMEOUT = "queue_timeout"
 RUN_TIMEOUT = "run_timeout"
 
 
 def gpu_name(accelerator: str) -> str:
     return GPU_NAMES.get(accelerator, accelerator)
-
-
-def human_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{round(seconds)} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    hours, rest = divmod(round(seconds / 60), 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
-
-
-def utc_hhmm(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).strftime("%a %H:%M UTC")
 
 
 @dataclass
@@ -257,7 +239,7 @@ class KaggleRunner:
         self._active: set[_Job] = set()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._cleanup: set[asyncio.Task[Any]] = set()
-        self._quota: tuple[float, Quota | None] | None = None
+        self._budgets = Budgets(settings, store, clock, self._fetch_quota)
         self._reaper: asyncio.Task[None] | None = None
         self._start_lock = asyncio.Lock()
         self._started = False
@@ -334,7 +316,7 @@ class KaggleRunner:
         reason = s.disabled_reason or self._unavailable
         if self._closed:
             reason = "shut down"
-        quota = self._quota[1] if self._quota is not None else None
+        quota = self._budgets.last_quota
         return KaggleInfo(
             enabled=reason is None,
             reason=reason,
@@ -420,68 +402,13 @@ class KaggleRunner:
             raise _unavailable(exc) from exc
         return self._owner
 
-    # -- budgets -----------------------------------------------------------------------------
     async def _admit(self, user_key: str) -> float:
-        """Seconds of GPU time this run may use, or GpuBudgetExceeded."""
-        s = self.settings
-        now = self._clock()
-        day_start = math.floor(now / DAY) * DAY  # UTC midnight
-        week_start = now - WEEK
-
-        def usage(db: Any) -> tuple[float, float, float | None]:
-            return (
-                ledger.used_seconds(db, day_start, user_key),
-                ledger.used_seconds(db, week_start),
-                ledger.oldest_charge(db, week_start),
-            )
-
-        user_used, week_used, oldest = await self.store.call(usage)
+        """Seconds of GPU time this run may use (GpuBudgetExceeded when a budget is spent)."""
         reserved = sum(j.limit_s for j in self._active if j.user_key != user_key)
-        user_left = s.user_daily_gpu_minutes * 60 - user_used
-        week_left = s.weekly_gpu_hours * 3600 - week_used - reserved
-        if user_left < s.min_run_s:
-            raise GpuBudgetExceeded(
-                f"You have used your {s.user_daily_gpu_minutes:g} GPU minutes for today. "
-                f"They come back at 00:00 UTC (in {human_duration(day_start + DAY - now)}).",
-                detail=f"user {user_key} used {user_used:.0f} s today",
-            )
-        if week_left < s.min_run_s:
-            when = f" More frees up from {utc_hhmm(oldest + WEEK)}." if oldest else ""
-            raise GpuBudgetExceeded(
-                f"This bot's Kaggle GPU time for the week ({s.weekly_gpu_hours:g} h) is used up "
-                f"or held by runs going on now.{when}",
-                detail=f"deployment used {week_used:.0f} s in 7 days, {reserved:.0f} s reserved",
-            )
-        limit = min(s.wall_s, user_left, week_left)
-        quota = await self._account_quota()
-        if quota is not None:
-            if quota.left_s < s.min_run_s:
-                when = (
-                    f" It refreshes {utc_hhmm(quota.refresh_at)}."
-                    if quota.refresh_at is not None
-                    else ""
-                )
-                raise GpuBudgetExceeded(
-                    "The Kaggle account behind this bot has no GPU quota left this week." + when,
-                    detail=f"account quota: {quota}",
-                )
-            limit = min(limit, quota.left_s)
-        return limit
+        return await self._budgets.admit(user_key, reserved)
 
-    async def _account_quota(self) -> Quota | None:
-        s = self.settings
-        if not s.check_account_quota:
-            return None
-        now = self._clock()
-        if self._quota is not None and now - self._quota[0] < s.quota_cache_s:
-            return self._quota[1]
-        try:
-            quota = await self.client.quota()
-        except KaggleApiError as exc:
-            log.info("Kaggle account quota unknown: %s", exc)
-            quota = None
-        self._quota = (now, quota)
-        return quota
+    async def _fetch_quota(self) -> Quota | None:
+        return await self.client.quota()
 
     # -- one run -----------------------------------------------------------------------------
     async def _execute(self, job: _Job, progress: _Progress) -> RunResult:
@@ -853,7 +780,7 @@ class KaggleRunner:
                 count += 1
                 log.info("deleted Kaggle kernel %s/%s left by an earlier run", row.owner, row.slug)
         self.stats.reaped += count
-        await self.store.call(lambda db: ledger.prune(db, now - 8 * DAY))
+        await self.store.call(lambda db: ledger.prune(db, now - 8 * 86400.0))
         return count
 
     async def _reap_loop(self) -> None:
