@@ -12,6 +12,7 @@ import json
 import logging
 import re
 from collections.abc import Awaitable, Callable
+from functools import partial
 
 import pytest
 
@@ -307,8 +308,11 @@ async def test_kernels_left_by_a_previous_process_are_deleted_at_start(
     crashed = make_runner()
     await crashed.start()
     owner = fake.username
+    now = clock()
     for slug in ("nbhelp-run-aaaaaaaaaaaa", "nbhelp-run-bbbbbbbbbbbb"):
-        await store.call(lambda db, s=slug: ledger.record(db, s, owner, "u9", "dead", clock()))
+        await store.call(
+            partial(ledger.record, slug=slug, owner=owner, user_key="u9", instance="dead", now=now)
+        )
     await crashed.client.save_kernel(
         owner,
         "nbhelp-run-aaaaaaaaaaaa",
@@ -574,4 +578,18 @@ async def test_a_run_whose_status_calls_keep_failing_is_not_reaped_meanwhile(
         await runner.aclose()
     assert reaped_during == [0]
     assert result.ok
+    await assert_clean(fake, store, runs=1)
+
+
+async def test_a_run_finished_between_two_polls_is_not_held_as_stale(
+    fake: KaggleFake, make_runner: Make, store: Store, clock: FakeClock
+) -> None:
+    fake.script(Scenario(statuses=["COMPLETE"], log=[("stdout", "quick\n")]))
+    runner = make_runner(stale_status_grace_s=600)
+    start = clock()
+    result = await runner.run("u1", "print('quick')")
+    assert result.outputs == (StreamOutput("stdout", "quick\n"),)
+    assert runner.stats.stale_ignored == 0
+    assert clock() - start < 60  # the result file proved it real: no waiting out the grace
+    assert fake.calls["ListKernelSessionOutput"] == 1  # the early listing is reused
     await assert_clean(fake, store, runs=1)

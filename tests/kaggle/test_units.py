@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
+from bot.kernels.kaggle.budget import human_duration
 from bot.kernels.kaggle.client import (
     ApiErrorKind,
     KaggleApiError,
@@ -18,7 +19,6 @@ from bot.kernels.kaggle.client import (
     parse_duration,
     retry_after_s,
 )
-from bot.kernels.kaggle.budget import human_duration
 from bot.kernels.kaggle.runner import KaggleInfo
 from bot.kernels.kaggle.script import build_script, parse_log, parse_result, plot_index
 from bot.kernels.kaggle.settings import KaggleSettings

@@ -13,7 +13,8 @@ says so). The flow of one :meth:`KaggleRunner.run`:
    been accepted: look for the slug before pushing again (never two sessions for one run). Kaggle's
    "Maximum batch GPU session count" (the account busy elsewhere) → retire that slug and wait;
 4. poll the session status with jittered exponential backoff; a finished status seen before
-   the run was ever queued/running is ignored for ``stale_status_grace_s``; our own deadlines
+   the run was ever queued/running is ignored for ``stale_status_grace_s`` unless the output
+   already holds the wrapper's result file (the slug is fresh); our own deadlines
    (queue time, then run time) stop a run that never ends;
 5. read the output listing: the log (split into stdout and stderr, cleaned, capped), the
    wrapper's result file and PNGs from signed URLs (size-capped, without the token);
@@ -202,6 +203,7 @@ class _Job:
     seen_active: bool = False
     failure: str = ""
     outcome: str = "not_started"
+    listing: OutputListing | None = None  # read early to tell a real finish from a stale one
 
 
 class KaggleRunner:
@@ -588,7 +590,11 @@ class KaggleRunner:
                     await progress.say(f"⏳ Still in Kaggle's queue ({waited} so far).")
                 return None
             if status.state in TERMINAL:
-                if not job.seen_active and now < pushed_at + s.stale_status_grace_s:
+                if (
+                    not job.seen_active
+                    and now < pushed_at + s.stale_status_grace_s
+                    and not await self._finished_for_real(job, owner, slug)
+                ):
                     self.stats.stale_ignored += 1  # the last session of something else
                     return None
                 job.ended_at = now
@@ -617,6 +623,20 @@ class KaggleRunner:
             job.ended_at = self._clock()
         return outcome
 
+    async def _finished_for_real(self, job: _Job, owner: str, slug: str) -> bool:
+        """A finished status before the run was seen queued or running is real only when the
+        output holds our wrapper's result file (the slug is fresh: nothing else wrote it)."""
+        try:
+            listing = await self.client.list_output(owner, slug)
+        except KaggleApiError as exc:
+            if exc.kind is ApiErrorKind.AUTH:
+                raise _unavailable(exc) from exc
+            return False
+        if any(f.name == RESULT_FILE for f in listing.files):
+            job.listing = listing
+            return True
+        return False
+
     async def _collect(self, job: _Job) -> RunResult:
         s = self.settings
         gpu = gpu_name(s.accelerator)
@@ -640,7 +660,7 @@ class KaggleRunner:
         owner = await self._ensure_owner()
         assert job.slug is not None
         try:
-            listing = await self.client.list_output(owner, job.slug)
+            listing = job.listing or await self.client.list_output(owner, job.slug)
         except KaggleApiError as exc:
             if exc.kind is ApiErrorKind.AUTH:
                 raise _unavailable(exc) from exc
