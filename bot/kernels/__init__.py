@@ -26,7 +26,32 @@ See ``service.py`` for the flow of a run, ``sandbox.py`` for what the sandbox ex
 from __future__ import annotations
 
 import importlib
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the lazy names below are, for type checkers and readers
+    from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
+    from bot.kernels.errors import (
+        Busy,
+        KernelError,
+        KernelStartError,
+        NoGpuBackend,
+        RateLimited,
+        SandboxUnavailable,
+        ServiceClosed,
+    )
+    from bot.kernels.local import LocalBackend
+    from bot.kernels.models import (
+        ErrorOutput,
+        ImageOutput,
+        KernelInfo,
+        Output,
+        ResultOutput,
+        RunResult,
+        RunStatus,
+        StreamOutput,
+    )
+    from bot.kernels.service import KernelService
+    from bot.kernels.settings import KernelLimits, RunSettings
 
 # Loaded on first use: the settings import ``bot.kernels.settings`` at every start, and that
 # must not pull in jupyter_client and zmq.
@@ -55,7 +80,30 @@ _LAZY = {
     "StreamOutput": "bot.kernels.models",
 }
 
-__all__ = sorted(_LAZY)
+__all__ = [
+    "Busy",
+    "ErrorOutput",
+    "ImageOutput",
+    "KernelBackend",
+    "KernelError",
+    "KernelHandle",
+    "KernelInfo",
+    "KernelLimits",
+    "KernelService",
+    "KernelStartError",
+    "KernelUsage",
+    "LocalBackend",
+    "NoGpuBackend",
+    "Output",
+    "RateLimited",
+    "ResultOutput",
+    "RunResult",
+    "RunSettings",
+    "RunStatus",
+    "SandboxUnavailable",
+    "ServiceClosed",
+    "StreamOutput",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -47,3 +47,35 @@ class KernelStartError(KernelError):
 
 class ServiceClosed(KernelError):
     default_message = "The code runner is shutting down. Please try again later."
+
+
+# -- Kaggle GPU backend (bot.kernels.kaggle) ----------------------------------------------------
+class KaggleDisabled(KernelError):
+    """The Kaggle backend is not configured or the operator has not accepted its risk."""
+
+    default_message = "The Kaggle GPU backend is not enabled on this bot."
+
+
+class KaggleUnavailable(KernelError):
+    """Kaggle's API cannot be used right now (down, throttling us, or the token was refused)."""
+
+    default_message = (
+        "Kaggle's API is not answering properly right now, so --gpu runs cannot start. "
+        "Please try again later."
+    )
+
+
+class KaggleRejected(KernelError):
+    """Kaggle refused the run (its answer is shown, cleaned and shortened)."""
+
+    default_message = "Kaggle refused to start the run."
+
+
+class GpuBudgetExceeded(KernelError):
+    """A GPU-time budget (the user's daily one, the bot's weekly one, the account's quota)."""
+
+    default_message = "The GPU time budget is used up for now."
+
+
+class GpuQueueFull(KernelError):
+    default_message = "Too many --gpu runs are waiting already. Please try again in a few minutes."
