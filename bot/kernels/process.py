@@ -32,6 +32,8 @@ class LocalKernel(KernelHandle):
         self.exited = asyncio.Event()
         self.killed = False  # we killed it (as opposed to a crash)
         self.stderr_tail = b""
+        self.cgroup: Path | None = None  # its cgroup v2, where the host delegates one
+        self.strays_stopped = 0  # processes the last run left behind and the fence stopped
         self._tasks: list[asyncio.Task[None]] = []
 
     @property
