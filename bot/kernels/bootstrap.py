@@ -12,12 +12,18 @@ from pathlib import Path
 from bot.kernels.models import KernelLimits
 
 
-def rlimits(limits: KernelLimits, *, gpu: bool = False) -> dict[str, int]:
-    """rlimits the kernel sets on itself before any user code runs (a second fence)."""
+def rlimits(limits: KernelLimits, *, address_space: bool = True) -> dict[str, int]:
+    """rlimits the kernel sets on itself before any user code runs.
+
+    RLIMIT_AS is the per-process memory fence whenever the sandbox has no cgroup, GPU or not.
+    CUDA reserves tens of GB of address space, so a kernel that is offered a GPU gets
+    RLIMIT_DATA instead (``address_space=False``) — which the backend does only when a cgroup
+    limits the sandbox's memory (or the operator opted in), because shared mappings
+    (``mmap(-1, n)``) escape RLIMIT_DATA.
+    """
     memory = limits.memory_mb * 1024 * 1024
     values = {
-        # CUDA reserves tens of GB of address space, so with a GPU cap data, not address space.
-        ("RLIMIT_DATA" if gpu else "RLIMIT_AS"): memory,
+        ("RLIMIT_AS" if address_space else "RLIMIT_DATA"): memory,
         "RLIMIT_NPROC": limits.max_processes,
         "RLIMIT_NOFILE": limits.max_open_files,
         "RLIMIT_FSIZE": limits.tmp_mb * 1024 * 1024,
@@ -43,11 +49,11 @@ def bootstrap_config(
     connection_file: str,
     cwd: str,
     preimport: bool = True,
-    gpu: bool = False,
+    address_space: bool = True,
 ) -> str:
     return json.dumps(
         {
-            "rlimits": rlimits(limits, gpu=gpu),
+            "rlimits": rlimits(limits, address_space=address_space),
             "connection_file": connection_file,
             "cwd": cwd,
             "dirs": [f"{cwd}/.tmp", f"{cwd}/.config/matplotlib"],

@@ -16,11 +16,13 @@ import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from bot.kernels import fence as fc
 from bot.kernels import orphans
 from bot.kernels import sandbox as sb
 from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
 from bot.kernels.bootstrap import BOOTSTRAP, bootstrap_config
 from bot.kernels.errors import KernelStartError, SandboxUnavailable
+from bot.kernels.fence_settings import FenceSettings
 from bot.kernels.jupyter import (
     IPC_PORTS,
     ConnectionInfo,
@@ -66,8 +68,13 @@ class LocalBackend(KernelBackend):
         uid_base: int = 900_000,
         uid_count: int = 4096,
         max_concurrent_starts: int | None = None,
+        fence: FenceSettings | None = None,
     ) -> None:
         self.limits = limits
+        self.fence_settings = fence or FenceSettings()
+        self.fence: fc.Fence | None = None  # what this host allows; set by check()
+        self._neutral: list[tuple[Path, str]] = []  # python roots -> /opt/python, /opt/venv
+        self._script_ids = itertools.count(1)
         self._sandbox = sandbox
         self._bwrap_name = bwrap
         self._run_dir_arg = run_dir
@@ -118,6 +125,7 @@ class LocalBackend(KernelBackend):
                 return
             self._setup_dirs()
             if self._sandbox:
+                await self._prepare_fence()
                 await self._self_test()
             self._checked = True
 
@@ -130,7 +138,25 @@ class LocalBackend(KernelBackend):
         assert isinstance(kernel, LocalKernel)
         if not kernel.process_alive or kernel.conn is None:
             return ExecReply(ExecOutcome.DIED)
-        reply = await kernel.conn.execute(code, sink)
+        kernel.strays_stopped = 0
+        watch = None
+        fence = self.fence
+        if fence is not None and fence.cgroups is None and kernel.root_pid is not None:
+            # no cgroup: the sum over the sandbox's processes is watched while the run lasts
+            limit = self.limits.memory_mb << 20
+            watch = asyncio.create_task(fc.watch_memory(kernel.root_pid, limit, file_space=sb.HOME))
+            watch.add_done_callback(lambda t: self._over_memory(kernel, t))
+        try:
+            reply = await kernel.conn.execute(code, sink)
+        finally:
+            if watch is not None:
+                watch.cancel()
+        if self._sandbox and not self.fence_settings.allow_background and kernel.process_alive:
+            strays = await fc.kill_strays(kernel.root_pid, cgroup=kernel.cgroup)
+            kernel.strays_stopped = strays.killed
+            if strays.remaining:
+                log.warning("kernel %s: %d strays survived; recycling", kernel.id, strays.remaining)
+                await self._kill(kernel)
         if reply.outcome is ExecOutcome.BROKEN:
             # A dropped connection often means the process is exiting: tell the two apart.
             with contextlib.suppress(TimeoutError):
@@ -138,6 +164,14 @@ class LocalBackend(KernelBackend):
         if not kernel.process_alive:
             return ExecReply(ExecOutcome.DIED)
         return reply
+
+    def _over_memory(self, kernel: LocalKernel, task: asyncio.Task[fc.SandboxMemory]) -> None:
+        if task.cancelled() or task.exception() is not None or not kernel.process_alive:
+            return
+        memory = task.result()
+        log.info("kernel %s over its memory limit (%d bytes held); killed", kernel.id, memory.total)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(kernel.proc.pid, signal.SIGKILL)
 
     async def interrupt(self, kernel: KernelHandle) -> None:
         assert isinstance(kernel, LocalKernel)
@@ -191,6 +225,8 @@ class LocalBackend(KernelBackend):
     async def aclose(self) -> None:
         for kernel in list(self._kernels):
             await self._kill(kernel)
+        if self.fence is not None and self.fence.cgroups is not None:
+            await self.fence.cgroups.aclose()
         if self._own_run_dir and self._run_dir is not None:
             await asyncio.to_thread(_rmtree, self._run_dir)
             self._run_dir = None
@@ -233,24 +269,101 @@ class LocalBackend(KernelBackend):
         empty_file.chmod(0o444)
         (self.run_dir / "empty.d").mkdir(exist_ok=True)
         (self.run_dir / "empty.d").chmod(0o555)
-        for i, _ in enumerate(self._ro_sources()):
-            stage = self.run_dir / "stage" / str(i)
-            stage.mkdir(parents=True, exist_ok=True)
-            stage.chmod(0o755)
+        if self.root_mode:
+            self._setup_stage()
+
+    def _setup_stage(self) -> None:
+        """Mount points and overlay layers of the launcher's private mount namespace."""
+        stage = self.run_dir / "stage"
+        self._neutral = fc.neutral_roots(sb.python_roots(self.python))
+        names = ["empty", "files", "pts"]
+        names += [f"root-{i}" for i in range(len(self._neutral))]
+        names += [f"extra-{i}" for i in range(len(self.extra_ro_binds))]
+        for name in names:
+            (stage / name).mkdir(parents=True, exist_ok=True)
+            (stage / name).chmod(0o755)
+        for i, (root, _) in enumerate(self._neutral):
+            fc.build_patch(root, self._neutral, stage / f"patch-{i}")
+
+    def _stage_specs(self, uid: int) -> list[dict[str, object]]:
+        stage = self.run_dir / "stage"
+        specs: list[dict[str, object]] = []
+        for i, (root, _) in enumerate(self._neutral):
+            layers = [str(stage / f"patch-{i}"), str(root)]
+            specs.append({"type": "overlay", "target": str(stage / f"root-{i}"), "layers": layers})
+        for i, extra in enumerate(self.extra_ro_binds):
+            layers = [str(stage / "empty"), str(extra)]
+            specs.append({"type": "overlay", "target": str(stage / f"extra-{i}"), "layers": layers})
+        specs.append(
+            {
+                "type": "tmpfs",
+                "target": str(stage / "files"),
+                "size": self.limits.tmp_mb << 20,
+                "nr_inodes": self.fence_settings.max_files,
+                "uid": uid,
+                "dirs": ["home", "shm"],
+            }
+        )
+        if self.fence is not None and self.fence.ptys:
+            specs.append({"type": "devpts", "target": str(stage / "pts"), "max": self.fence.ptys})
+        return specs
+
+    async def _prepare_fence(self) -> None:
+        try:
+            fence = await fc.prepare(self.fence_settings, self.limits, root_mode=self.root_mode)
+        except fc.SeccompUnavailable as exc:
+            raise SandboxUnavailable(
+                "/run is disabled: the sandbox's syscall filter cannot be built (see the bot's "
+                "log for the fix).",
+                detail=f"seccomp: {exc}",
+            ) from exc
+        if self._gpu is not None:
+            if fence.memory_cgroup or self.fence_settings.gpu_without_cgroup:
+                how = "cgroup memory.max" if fence.memory_cgroup else "RLIMIT_DATA only"
+                fence.gpu_note = f"GPU ({self._gpu.name}): offered to kernels, memory fence {how}"
+            else:
+                fence.gpu_note = (
+                    f"GPU ({self._gpu.name}): not offered — without a cgroup memory fence CUDA "
+                    "cannot run under RLIMIT_AS (set fence.gpu_without_cgroup to accept weaker "
+                    "limits)"
+                )
+                self._gpu = None
+            log.info("kernel sandbox %s", fence.gpu_note)
+        self.fence = fence
+
+    def fence_description(self) -> tuple[str, ...]:
+        """Which fences are active, one line each (for ``/run --info`` and the log)."""
+        if not self._sandbox:
+            return ("no sandbox: user code runs as the bot, without any fence",)
+        if self.fence is None:
+            return ("fence not set up yet",)
+        return self.fence.describe()
 
     def _ro_sources(self) -> tuple[Path, ...]:
         return (*sb.python_roots(self.python), *self.extra_ro_binds)
 
-    def _layout(self, connection_file: Path, info_fd: int | None) -> sb.SandboxLayout:
-        sources = self._ro_sources()
+    def _layout(
+        self, connection_file: Path, info_fd: int | None, seccomp_fd: int | None = None
+    ) -> sb.SandboxLayout:
+        stage = self.run_dir / "stage"
+        python = self.python
+        file_space = devpts = None
         if self.root_mode:
-            binds = tuple((self.run_dir / "stage" / str(i), str(s)) for i, s in enumerate(sources))
+            binds = tuple(
+                (stage / f"root-{i}", inside) for i, (_, inside) in enumerate(self._neutral)
+            )
+            binds += tuple(
+                (stage / f"extra-{i}", str(s)) for i, s in enumerate(self.extra_ro_binds)
+            )
+            python = fc.inside_path(self.python, self._neutral)
+            file_space = stage / "files"
+            devpts = stage / "pts" if self.fence is not None and self.fence.ptys else None
         else:
-            binds = tuple((s, str(s)) for s in sources)
+            binds = tuple((s, str(s)) for s in self._ro_sources())
         bwrap = sb.find_bwrap(self._bwrap_name) or "bwrap"
         return sb.SandboxLayout(
             bwrap=bwrap,
-            python=self.python,
+            python=python,
             ro_binds=binds,
             connection_file=connection_file,
             etc_dir=self.run_dir / "etc",
@@ -260,13 +373,45 @@ class LocalBackend(KernelBackend):
             gpu=self._gpu,
             protected=self.protected,
             info_fd=info_fd,
+            seccomp_fd=seccomp_fd,
+            file_space=file_space,
+            devpts=devpts,
+            address_space_limit=self._gpu is None,  # a GPU is offered only under a fence
         )
 
-    def _wrap(self, argv: list[str], uid: int | None) -> list[str]:
-        if not self.root_mode or uid is None:
-            return argv
-        stage = [(src, self.run_dir / "stage" / str(i)) for i, src in enumerate(self._ro_sources())]
-        return [*sb.root_wrapper(stage, uid, uid), *argv]
+    def _command(
+        self,
+        handoff: fc.Handoff,
+        connection_file: Path,
+        info_fd: int | None,
+        uid: int | None,
+        cgroup: Path | None,
+        command: Sequence[str] | None = None,
+    ) -> list[str]:
+        """The sandbox's full command line; its fds are in ``handoff`` (pass them on)."""
+        seccomp = self.fence.seccomp if self.fence is not None else None
+        seccomp_fd = handoff.data(seccomp.bpf, "seccomp") if seccomp is not None else None
+        layout = self._layout(connection_file, info_fd, seccomp_fd)
+        if command is not None:
+            command = [layout.python if c == self.python else c for c in command]
+        argv = sb.bwrap_argv(layout, self.limits, preimport=self.preimport, command=command)
+        argv = fc.pack(argv, handoff, hide=(self.run_dir,))
+        if self.root_mode and uid is not None:
+            argv = [*fc.setpriv_argv(uid, uid), *argv]
+            stage = self._stage_specs(uid)
+            return fc.launcher_argv(sys.executable, argv, cgroup=cgroup, stage=stage)
+        if cgroup is not None:
+            return fc.launcher_argv(sys.executable, argv, cgroup=cgroup)
+        return argv
+
+    def _new_cgroup(self, name: str) -> Path | None:
+        if self.fence is None or self.fence.cgroups is None:
+            return None
+        return self.fence.cgroups.create(name, self.fence.sandbox_cgroup_limits())
+
+    async def _remove_cgroup(self, cgroup: Path | None) -> None:
+        if cgroup is not None and self.fence is not None and self.fence.cgroups is not None:
+            await self.fence.cgroups.remove(cgroup)
 
     def _next_uid(self) -> int | None:
         if not self.root_mode:
@@ -288,7 +433,7 @@ class LocalBackend(KernelBackend):
                 detail=f"bubblewrap ({self._bwrap_name}) not found: {sb.INSTALL_HINT}",
             )
         if self.root_mode:
-            missing = sb.missing_tools(("unshare", "setpriv", "mount"))
+            missing = sb.missing_tools(("setpriv",))
             if missing:
                 raise SandboxUnavailable(
                     detail=f"running as root needs util-linux tools {missing} to drop privileges; "
@@ -330,16 +475,19 @@ class LocalBackend(KernelBackend):
         return await self._run_script(code, limit_s=limit_s)
 
     async def _run_script(self, code: str, *, limit_s: float) -> tuple[int, bytes, bytes]:
-        if self._sandbox:
-            layout = self._layout(self.run_dir / "empty.json", None)
-            argv = sb.bwrap_argv(layout, self.limits, command=[self.python, "-c", code])
-            env = sb.scrubbed_env()
-        else:
-            argv, env = [self.python, "-c", code], self._plain_env(self.run_dir)
         uid = self._next_uid()
+        cgroup = self._new_cgroup(f"script-{next(self._script_ids)}") if self._sandbox else None
+        handoff = fc.Handoff()
         try:
+            if self._sandbox:
+                command = [self.python, "-c", code]
+                empty = self.run_dir / "empty.json"
+                argv = self._command(handoff, empty, None, uid, cgroup, command=command)
+                env = sb.scrubbed_env()
+            else:
+                argv, env = [self.python, "-c", code], self._plain_env(self.run_dir)
             proc = await spawn(
-                self._wrap(argv, uid), stdout=asyncio.subprocess.PIPE, env=env, cwd="/"
+                argv, stdout=asyncio.subprocess.PIPE, env=env, cwd="/", pass_fds=handoff.take()
             )
             try:
                 out, err = await asyncio.wait_for(proc.communicate(), limit_s)
@@ -348,6 +496,8 @@ class LocalBackend(KernelBackend):
                 await proc.wait()
                 raise
         finally:
+            handoff.close()
+            await self._remove_cgroup(cgroup)
             if uid is not None:
                 self._uids_in_use.discard(uid)
         return proc.returncode or 0, out, err
@@ -369,25 +519,35 @@ class LocalBackend(KernelBackend):
             os.chown(directory, uid, uid)
             os.chown(connection_file, uid, uid)
         read_fd = write_fd = -1
-        if self._sandbox:
-            read_fd, write_fd = os.pipe()
-            layout = self._layout(connection_file, write_fd)
-            argv = self._wrap(sb.bwrap_argv(layout, self.limits, preimport=self.preimport), uid)
-        else:
-            argv = self._plain_argv(directory, connection_file)
+        handoff = fc.Handoff()
+        cgroup = None
         try:
+            if self._sandbox:
+                cgroup = self._new_cgroup(kernel_id)
+                read_fd, write_fd = os.pipe()
+                argv = self._command(handoff, connection_file, write_fd, uid, cgroup)
+            else:
+                argv = self._plain_argv(directory, connection_file)
+            fds = (write_fd, *handoff.take()) if write_fd >= 0 else handoff.take()
+            write_fd = -1  # the spawn owns it now
             proc = await spawn(
                 argv,
                 stdout=asyncio.subprocess.DEVNULL,
                 env=sb.scrubbed_env() if self._sandbox else self._plain_env(directory),
                 cwd="/" if self._sandbox else str(directory),
-                pass_fd=write_fd if write_fd >= 0 else None,
+                pass_fds=fds,
             )
         except BaseException:
-            if read_fd >= 0:
-                os.close(read_fd)
+            handoff.close()
+            for fd in (read_fd, write_fd):
+                if fd >= 0:
+                    with contextlib.suppress(OSError):
+                        os.close(fd)
+            await self._remove_cgroup(cgroup)
             raise
         kernel = LocalKernel(kernel_id, proc, directory, uid)
+        kernel.cgroup = cgroup
+        orphans.record(directory, [proc.pid])
         self._kernels.add(kernel)
         kernel._tasks.append(asyncio.create_task(self._watch(kernel)))
         kernel._tasks.append(asyncio.create_task(drain_stderr(kernel)))
@@ -395,6 +555,7 @@ class LocalBackend(KernelBackend):
             async with asyncio.timeout(self.limits.start_timeout_s):
                 if self._sandbox:
                     kernel.root_pid = await read_child_pid(read_fd, kernel)
+                    orphans.record(directory, [proc.pid, kernel.root_pid])
                     ip = f"/proc/{kernel.root_pid}/root{kernel_ip}"
                 else:
                     ip = kernel_ip
@@ -459,6 +620,9 @@ class LocalBackend(KernelBackend):
                 await asyncio.wait_for(kernel.proc.wait(), 10)
         if kernel.root_pid is not None and not await wait_exited(kernel.root_pid):
             log.warning("sandbox of kernel %s still running after kill", kernel.id)
+        if kernel.cgroup is not None:
+            await self._remove_cgroup(kernel.cgroup)
+            kernel.cgroup = None
         kernel.exited.set()
         if kernel.conn is not None:
             kernel.conn.close()

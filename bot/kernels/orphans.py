@@ -1,11 +1,13 @@
 """Kernels and run directories left behind by a bot that was killed (SIGKILL, OOM, power).
 
 Each bot process makes its own run directory (``nbhelp-run-*``) and writes ``owner.json`` in it:
-its pid and the pid's start time, so a reused pid is not mistaken for the owner. At start-up a
-backend sweeps the base directory: a run directory whose owner is gone is ours to clean. Its
-sandboxes are found by their command lines, which name files inside that directory (bwrap's
-binds); only those processes are killed, then the directory is removed. Directories of a live
-owner (another bot, a running ``ask``) are never touched.
+its pid and the pid's start time, so a reused pid is not mistaken for the owner. Each kernel's
+directory records the host pids of its sandbox (``pids.json``: bwrap and the sandbox's PID 1,
+each with its start time) as soon as they are known. At start-up a backend sweeps the base
+directory: a run directory whose owner is gone is ours to clean. Only recorded processes whose
+start time still matches are killed (killing PID 1 of a sandbox ends its whole PID namespace),
+then the directory is removed. Directories of a live owner (another bot, a running ``ask``)
+are never touched.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 log = logging.getLogger(__name__)
 PREFIX = "nbhelp-run-"
 OWNER_FILE = "owner.json"
+PIDS_FILE = "pids.json"
 PROC = Path("/proc")
 
 
@@ -50,19 +53,29 @@ def owner_alive(run_dir: Path, proc: Path = PROC) -> bool | None:
     return now is not None and (start is None or now == start)
 
 
-def processes_using(run_dir: Path, proc: Path = PROC) -> list[int]:
-    """Host pids whose command line names a path inside ``run_dir`` (its sandboxes)."""
-    needle = (str(run_dir).rstrip("/") + "/").encode()
+def record(kernel_dir: Path, pids: list[int], proc: Path = PROC) -> None:
+    """Remember a sandbox's host pids (with their start times) in its kernel directory."""
+    entries = [{"pid": pid, "start": start_ticks(pid, proc)} for pid in pids]
+    tmp = kernel_dir / f".{PIDS_FILE}.tmp"
+    tmp.write_text(json.dumps(entries))
+    tmp.replace(kernel_dir / PIDS_FILE)
+
+
+def recorded_processes(run_dir: Path, proc: Path = PROC) -> list[int]:
+    """Recorded sandbox pids under ``run_dir`` that still run the same process."""
     pids = []
-    for entry in proc.iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for path in run_dir.glob(f"*/{PIDS_FILE}"):
         try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
+            entries = json.loads(path.read_text())
+        except (OSError, ValueError):
             continue
-        if needle in cmdline:
-            pids.append(int(entry.name))
+        for entry in entries if isinstance(entries, list) else []:
+            try:
+                pid, start = int(entry["pid"]), entry.get("start")
+            except (KeyError, TypeError, ValueError):
+                continue
+            if pid != os.getpid() and start is not None and start_ticks(pid, proc) == start:
+                pids.append(pid)
     return pids
 
 
@@ -82,7 +95,7 @@ def sweep(base: Path, proc: Path = PROC) -> Swept:
     for run_dir in candidates:
         if owner_alive(run_dir, proc) is not False:
             continue  # a live owner, or not a directory we can vouch for
-        for pid in processes_using(run_dir, proc):
+        for pid in recorded_processes(run_dir, proc):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
                 killed += 1

@@ -21,14 +21,14 @@ async def spawn(
     stdout: int,
     env: dict[str, str],
     cwd: str,
-    pass_fd: int | None = None,
+    pass_fds: tuple[int, ...] = (),
 ) -> asyncio.subprocess.Process:
     """Start a process in its own session, stdin closed, stderr piped.
 
     Cancelling the caller never cancels the spawn itself: CPython's subprocess transport,
     cancelled mid-start, waits forever for a process nobody will stop (a hung shutdown, an
     orphaned sandbox). The spawn finishes on its own; a caller that left kills what it made.
-    ``pass_fd`` is handed to the child and closed here once the child has it.
+    ``pass_fds`` are handed to the child and closed here once the child has them.
     """
     task = asyncio.ensure_future(
         asyncio.create_subprocess_exec(
@@ -39,11 +39,11 @@ async def spawn(
             env=env,
             cwd=cwd,
             start_new_session=True,
-            pass_fds=(pass_fd,) if pass_fd is not None else (),
+            pass_fds=pass_fds,
         )
     )
-    if pass_fd is not None:
-        task.add_done_callback(lambda _t: _close(pass_fd))
+    if pass_fds:
+        task.add_done_callback(lambda _t: [_close(fd) for fd in pass_fds])
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -81,6 +81,8 @@ class LocalKernel(KernelHandle):
         self.exited = asyncio.Event()
         self.killed = False  # we killed it (as opposed to a crash)
         self.stderr_tail = b""
+        self.cgroup: Path | None = None  # its cgroup v2, where the host delegates one
+        self.strays_stopped = 0  # processes the last run left behind and the fence stopped
         self._tasks: list[asyncio.Task[None]] = []
 
     @property

@@ -9,8 +9,14 @@ What the kernel sees (everything else of the host is absent, not merely unreadab
 - a fresh ``/proc`` (its own PID namespace) and a minimal ``/dev``.
 - ``/home/user``: a size-capped tmpfs (home, cwd and, through ``/tmp``, temp files).
 - ``/run/kernel``: a tiny tmpfs for the ZMQ ``ipc`` sockets, plus the connection file read-only.
-- with an NVIDIA GPU on the host only: its ``/dev/nvidia*`` device nodes and ``/sys`` read-only
-  (the driver libraries are under ``/usr`` already).
+- with an NVIDIA GPU offered to kernels only: its ``/dev/nvidia*`` device nodes and the few
+  ``/sys`` paths the driver libraries read (its PCI devices, CPU/NUMA topology, the nvidia
+  module), never ``/sys`` whole (the host's network interfaces and MAC addresses live there).
+
+The resource fence (``fence.py``) adds, when the backend provides them: a seccomp filter
+(``--seccomp FD``), the file space as a staged tmpfs with an inode cap bound at ``/home/user``
+and ``/dev/shm``, a devpts instance of its own with a pty maximum (otherwise no ptys at all),
+and in root mode the interpreter and venv at neutral paths (``/opt/python``, ``/opt/venv``).
 
 All namespaces are unshared (no network but a private loopback), the sandbox dies with the bot,
 ``/`` is remounted read-only, and bwrap itself starts from a scrubbed environment, because
@@ -18,15 +24,16 @@ All namespaces are unshared (no network but a private loopback), the sandbox die
 ``/proc/1/environ``. Inside, the user is uid 1000, not root.
 
 When the bot runs as root, bwrap is started as an unprivileged host uid (one per kernel) through
-``unshare``/``setpriv``: root's processes are exempt from RLIMIT_NPROC, and a root-mapped
-sandbox would make the fork-bomb limit void. The interpreter may live under ``/root`` (0700),
-which that uid cannot traverse, so it is first bind-mounted onto a staging directory in a
-private mount namespace that only this sandbox sees.
+``setpriv``: root's processes are exempt from RLIMIT_NPROC, and a root-mapped sandbox would make
+the fork-bomb limit void. The interpreter may live under ``/root`` (0700), which that uid cannot
+traverse, so the launcher (``launcher.py``) first stages it, read-only, in a private mount
+namespace that only this sandbox sees.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import sys
 from collections.abc import Iterable, Sequence
@@ -69,6 +76,7 @@ USERNS_HINT = (
 class Gpu:
     name: str
     devices: tuple[Path, ...]
+    pci: tuple[str, ...] = ()  # PCI addresses, e.g. "0000:01:00.0"
 
 
 def detect_gpu(dev_dir: Path = Path("/dev"), proc_dir: Path = Path("/proc")) -> Gpu | None:
@@ -88,7 +96,9 @@ def detect_gpu(dev_dir: Path = Path("/dev"), proc_dir: Path = Path("/proc")) -> 
     if not devices:
         return None
     models: list[str] = []
+    pci: list[str] = []
     for info in sorted((proc_dir / "driver" / "nvidia" / "gpus").glob("*/information")):
+        pci.append(info.parent.name)
         try:
             for line in info.read_text(errors="replace").splitlines():
                 if line.startswith("Model:"):
@@ -97,7 +107,42 @@ def detect_gpu(dev_dir: Path = Path("/dev"), proc_dir: Path = Path("/proc")) -> 
             continue
     count = sum(1 for p in devices if p.name[len("nvidia") :].isdigit())
     name = ", ".join(models) if models else f"NVIDIA GPU ({max(count, 1)} device(s))"
-    return Gpu(name=name, devices=tuple(devices))
+    return Gpu(name=name, devices=tuple(devices), pci=tuple(pci))
+
+
+# sysfs directories NVML and the CUDA driver read besides the GPU's own PCI device (unverified
+# on a real GPU in this project: see docs/sandbox.md). None of them lists network interfaces.
+GPU_SYS_DIRS = (
+    "devices/system/cpu",
+    "devices/system/node",
+    "module/nvidia",
+    "module/nvidia_uvm",
+    "module/nvidia_modeset",
+)
+
+
+def gpu_sys_binds(gpu: Gpu, sys_dir: Path = Path("/sys")) -> list[str]:
+    """bwrap arguments binding only the sysfs paths the NVIDIA libraries need, read-only."""
+    args: list[str] = []
+    for rel in GPU_SYS_DIRS:
+        if (sys_dir / rel).is_dir():
+            args += ["--ro-bind", str(sys_dir / rel), f"/sys/{rel}"]
+    for address in gpu.pci:
+        if not re.fullmatch(r"[0-9a-fA-F:.]+", address):
+            continue
+        link = sys_dir / "bus" / "pci" / "devices" / address
+        try:
+            real = link.resolve(strict=True)
+        except OSError:
+            continue
+        devices = sys_dir.resolve() / "devices"
+        if not real.is_relative_to(devices):
+            continue
+        inside = f"/sys/{real.relative_to(sys_dir.resolve())}"
+        args += ["--ro-bind", str(real), inside]
+        if link.is_symlink():
+            args += ["--symlink", os.readlink(link), f"/sys/bus/pci/devices/{address}"]
+    return args
 
 
 def python_roots(executable: str = sys.executable) -> tuple[Path, ...]:
@@ -169,6 +214,12 @@ class SandboxLayout:
     gpu: Gpu | None = None
     protected: tuple[Path, ...] = ()
     info_fd: int | None = None
+    # The resource fence (see fence.py); the defaults are bwrap's plain tmpfs mounts.
+    seccomp_fd: int | None = None
+    file_space: Path | None = None  # staged tmpfs (bytes + inodes) holding home/ and shm/
+    devpts: Path | None = None  # staged devpts with a pty maximum; None: no ptys at all
+    address_space_limit: bool = True  # RLIMIT_AS; False only for GPU kernels under a cgroup
+    sys_dir: Path = Path("/sys")
 
 
 def system_binds(root: Path = Path("/")) -> list[str]:
@@ -215,6 +266,8 @@ def bwrap_argv(
     ]
     if layout.info_fd is not None:
         args += ["--info-fd", str(layout.info_fd)]
+    if layout.seccomp_fd is not None:
+        args += ["--seccomp", str(layout.seccomp_fd)]
     args += system_binds()
     # /tmp is normally a link into the capped home. If something must be bound under /tmp, it
     # gets a capped tmpfs of its own instead, mounted before those binds (or they would vanish).
@@ -227,16 +280,28 @@ def bwrap_argv(
         args += ["--ro-bind", str(layout.etc_dir / name), f"/etc/{name}"]
     args += _mask_protected(layout)
     args += ["--proc", "/proc", "--dev", "/dev"]
-    # /dev is a tmpfs without a size cap: give /dev/shm its own capped tmpfs, then make /dev
-    # itself read-only (its device nodes are separate bind mounts and keep working).
-    args += ["--size", str(max(tmp_bytes // 4, 1 << 20)), "--tmpfs", "/dev/shm"]
+    # /dev is a tmpfs without a size cap: /dev/shm is part of the capped file space (or a
+    # capped tmpfs of its own), then /dev itself is made read-only (its device nodes are
+    # separate bind mounts and keep working).
+    if layout.file_space is not None:
+        args += ["--bind", str(layout.file_space / "shm"), "/dev/shm"]
+    else:
+        args += ["--size", str(max(tmp_bytes // 4, 1 << 20)), "--tmpfs", "/dev/shm"]
+    # bwrap's own devpts has no pty maximum and draws on the host-wide pool: replace it with
+    # the staged instance (max=N), or hide it (no ptys).
+    if layout.devpts is not None:
+        args += ["--dev-bind", str(layout.devpts), "/dev/pts"]
+    else:
+        args += ["--size", "4096", "--tmpfs", "/dev/pts", "--remount-ro", "/dev/pts"]
     if layout.gpu is not None:
         for dev in layout.gpu.devices:
             args += ["--dev-bind", str(dev), str(dev)]
-        # NVML/CUDA read the PCI topology from sysfs (hardware facts only, read-only).
-        args += ["--ro-bind", "/sys", "/sys"]
+        args += gpu_sys_binds(layout.gpu, layout.sys_dir)
     args += ["--remount-ro", "/dev"]
-    args += ["--size", str(tmp_bytes), "--tmpfs", HOME]
+    if layout.file_space is not None:
+        args += ["--bind", str(layout.file_space / "home"), HOME]
+    else:
+        args += ["--size", str(tmp_bytes), "--tmpfs", HOME]
     if not tmp_is_mount:
         args += ["--symlink", f"{HOME}/.tmp", "/tmp"]
     if layout.mpl_fontlist is not None:
@@ -253,7 +318,7 @@ def bwrap_argv(
         connection_file=CONNECTION_FILE,
         cwd=HOME,
         preimport=preimport,
-        gpu=layout.gpu is not None,
+        address_space=layout.address_space_limit,
     )
     args += ["--", *(command or (layout.python, "-c", BOOTSTRAP, config))]
     return args
@@ -280,8 +345,15 @@ def _mask_protected(layout: SandboxLayout) -> list[str]:
         for candidate in sorted(candidates):
             if not any(_is_under(candidate, src) for src in sources):
                 continue
-            if candidate.is_dir():
-                args += ["--ro-bind", str(layout.empty_dir), str(candidate)]
+            if candidate.is_dir():  # an empty read-only tmpfs: names no host path
+                args += [
+                    "--size",
+                    "4096",
+                    "--tmpfs",
+                    str(candidate),
+                    "--remount-ro",
+                    str(candidate),
+                ]
             elif candidate.exists():
                 args += ["--ro-bind", str(layout.empty_file), str(candidate)]
     return args
@@ -294,29 +366,6 @@ def exposes(layout: SandboxLayout, path: Path) -> bool:
     if any(_is_under(path, m) for m in masked):
         return False
     return any(_is_under(path, src) for src in _bound_sources(layout))
-
-
-def root_wrapper(stage: Sequence[tuple[Path, Path]], uid: int, gid: int) -> list[str]:
-    """Run bwrap as ``uid`` from root; first make ``stage`` sources visible to that uid.
-
-    ``unshare --mount`` gives a private mount namespace (nothing leaks to the host's mount
-    table); in it each (source, mountpoint) pair is bind-mounted, then ``setpriv`` drops to the
-    unprivileged uid with no capabilities and execs bwrap. Every step execs in place, so the
-    process the bot spawned *is* bwrap, and killing it tears the sandbox down.
-    """
-    script = ["set -e"]
-    for i in range(len(stage)):
-        script.append(f'mount --bind -- "${i * 2 + 1}" "${i * 2 + 2}"')
-    script.append(f"shift {len(stage) * 2}")
-    script.append(
-        f"exec setpriv --reuid={uid} --regid={gid} --clear-groups --inh-caps=-all "
-        '--bounding-set=-all --no-new-privs -- "$@"'
-    )
-    argv = ["unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c"]
-    argv += ["; ".join(script), "nbhelp-sandbox"]
-    for source, mountpoint in stage:
-        argv += [str(source), str(mountpoint)]
-    return argv
 
 
 def write_etc(etc_dir: Path) -> None:

@@ -37,6 +37,7 @@ from bot.kernels.errors import (
     SandboxUnavailable,
     ServiceClosed,
 )
+from bot.kernels.fence import strays_notice
 from bot.kernels.local import LocalBackend
 from bot.kernels.models import ErrorOutput, KernelInfo, KernelLimits, RunResult, RunStatus
 from bot.kernels.pool import WarmPool
@@ -398,6 +399,8 @@ class KernelService:
         if reset_notice:
             all_notices.append(reset_notice)
         all_notices += image_notices(collector, limits)
+        if strays := getattr(kernel, "strays_stopped", 0):  # the fence's end-of-run sweep
+            all_notices.append(strays_notice(strays))
         return RunResult(
             outputs=outputs,
             status=status,

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from bot.kernels import Busy, KernelLimits, KernelService, RateLimited, RunStatus, ServiceClosed
+from bot.kernels.fence_settings import FenceSettings
 from bot.kernels.local import LocalBackend
 from bot.kernels.process import pid_running, wait_exited
 from tests.kernels.helpers import TEST_LIMITS, FakeClock, Runner, until
@@ -25,11 +26,13 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 
 @asynccontextmanager
-async def service(clock: FakeClock | None = None, **limits: object) -> AsyncIterator[KernelService]:
+async def service(
+    clock: FakeClock | None = None, fence: FenceSettings | None = None, **limits: object
+) -> AsyncIterator[KernelService]:
     merged = KernelLimits(**{**TEST_LIMITS.model_dump(), **limits})
     svc = KernelService(
         merged,
-        backend=LocalBackend(merged, preimport=False),
+        backend=LocalBackend(merged, preimport=False, fence=fence),
         **({"clock": clock} if clock else {}),
     )
     try:
@@ -184,7 +187,8 @@ async def test_reset_stops_a_running_job() -> None:
 
 
 async def test_closing_the_service_kills_every_kernel() -> None:
-    async with service(pool_size=1) as svc:
+    # background processes allowed, so that the sleep outlives its run until the service closes
+    async with service(pool_size=1, fence=FenceSettings(allow_background=True)) as svc:
         await Runner(svc, "a").ok("import subprocess; p = subprocess.Popen(['sleep', '300'])")
         await svc.wait_until_warm()
         backend = svc._backend
@@ -201,10 +205,12 @@ BOT = """
 import asyncio, sys
 from pathlib import Path
 from bot.kernels import KernelLimits, KernelService, LocalBackend
+from bot.kernels.fence_settings import FenceSettings
 
 async def main():
     limits = KernelLimits(pool_size=1)
-    backend = LocalBackend(limits, preimport=False, run_dir=Path(sys.argv[1]))
+    fence = FenceSettings(allow_background=True)  # the sleep must outlive its run
+    backend = LocalBackend(limits, preimport=False, run_dir=Path(sys.argv[1]), fence=fence)
     service = KernelService(limits, backend=backend)
     await service.run("s", "u", "import subprocess; subprocess.Popen(['sleep', '300'])")
     await service.wait_until_warm()

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from bot.kernels import KernelLimits, KernelUsage, RateLimited, RunResult, RunStatus
+from bot.kernels import KernelLimits, KernelUsage, RateLimited, RunResult, RunStatus, fence
 from bot.kernels import sandbox as sb
 from bot.kernels.bootstrap import rlimits
 from bot.kernels.collector import Collector
@@ -246,7 +246,12 @@ def test_protected_paths_inside_a_bind_are_masked(tmp_path: Path) -> None:
     assert ["--ro-bind", str(tmp_path / "empty"), str(secret)] == argv[
         argv.index(str(secret)) - 2 : argv.index(str(secret)) + 1
     ]
-    assert argv[argv.index(str(secret_dir)) - 1] == str(tmp_path / "empty.d")
+    # a masked directory is an empty read-only tmpfs (its mount-table entry names no host path)
+    masked = argv.index(str(secret_dir))
+    assert argv[masked - 1] == "--tmpfs" and argv[masked + 1 : masked + 3] == [
+        "--remount-ro",
+        str(secret_dir),
+    ]
     assert str(outside) not in argv  # not bound at all: nothing to mask
     assert sb.exposes(layout, data / "ok.csv")
     assert not sb.exposes(layout, secret) and not sb.exposes(layout, outside)
@@ -260,12 +265,13 @@ def test_python_roots_are_the_interpreter_dirs_only() -> None:
     assert Path("/") not in roots and Path.home() not in roots
 
 
-def test_root_wrapper_drops_to_an_unprivileged_uid() -> None:
-    argv = sb.root_wrapper([(Path("/root/.pyenv/x"), Path("/run/stage/0"))], 900123, 900123)
-    assert argv[:3] == ["unshare", "--mount", "--propagation"]
-    script = argv[argv.index("-c") + 1]
-    assert "--reuid=900123" in script and "--clear-groups" in script and "exec setpriv" in script
-    assert argv[-2:] == ["/root/.pyenv/x", "/run/stage/0"]
+def test_root_launcher_drops_to_an_unprivileged_uid() -> None:
+    argv = fence.launcher_argv("/py", [*fence.setpriv_argv(900123, 900123), "bwrap"])
+    assert argv[:5] == ["/py", "-I", "-S", "-c", fence.LAUNCHER]
+    config = json.loads(argv[-1])
+    assert config["argv"][:2] == ["setpriv", "--reuid=900123"]
+    assert "--clear-groups" in config["argv"] and "--no-new-privs" in config["argv"]
+    assert config["argv"][-1] == "bwrap" and config["cgroup"] is None
 
 
 def test_gpu_detection_binds_device_nodes(tmp_path: Path) -> None:
@@ -282,9 +288,12 @@ def test_gpu_detection_binds_device_nodes(tmp_path: Path) -> None:
     for name in ("nvidia0", "nvidiactl", "nvidia-uvm"):
         dev = str(tmp_path / name)
         assert argv[argv.index(dev) - 1] == "--dev-bind"
-    assert argv[argv.index("/sys") - 1] == "--ro-bind"
-    assert "/sys" not in sb.bwrap_argv(_layout(tmp_path), KernelLimits())  # only with a GPU
+    assert "/sys" not in argv  # never /sys whole (see test_fence_units for what is bound)
+    # a GPU alone never trades RLIMIT_AS away: only a layout under a cgroup fence does
     config = json.loads(argv[-1])
+    assert "RLIMIT_AS" in config["rlimits"] and "RLIMIT_DATA" not in config["rlimits"]
+    relaxed = sb.bwrap_argv(_layout(tmp_path, gpu=gpu, address_space_limit=False), KernelLimits())
+    config = json.loads(relaxed[-1])
     assert "RLIMIT_DATA" in config["rlimits"] and "RLIMIT_AS" not in config["rlimits"]
     assert sb.detect_gpu(tmp_path, tmp_path / "nothing").name == "NVIDIA GPU (1 device(s))"
 
