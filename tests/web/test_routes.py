@@ -201,6 +201,26 @@ async def test_v1_platform_has_full_evidence(http: aiohttp.ClientSession) -> Non
     ]
 
 
+async def test_absolute_links_use_the_public_url_or_a_sane_host(
+    seeded: Seeded, server: WebServer, http: aiohttp.ClientSession
+) -> None:
+    body = json.loads((await get(http, "/api/v2/summary.json", headers={"Host": 'a"b<c>'}))[1])
+    assert body["page"]["url"] == "http://localhost/"  # a malformed Host is never echoed
+    data = StoreStatusData(seeded.store, seeded.platforms, seeded.settings, clock=seeded.clock)
+    settings = WebSettings(host="127.0.0.1", port=0, public_url="https://status.example.org")
+    srv = WebServer(settings, data, metrics=Metrics())
+    await srv.start()
+    try:
+        async with aiohttp.ClientSession(srv.url) as h2:
+            body = json.loads((await get(h2, "/api/v2/summary.json"))[1])
+            feed_text = (await get(h2, "/feed.atom", headers={"Host": "attacker.example"}))[1]
+    finally:
+        await srv.stop()
+    assert body["page"]["url"] == "https://status.example.org/"
+    assert "attacker.example" not in feed_text
+    assert "https://status.example.org/p/colab#incidents" in feed_text
+
+
 # -- feeds and badges ----------------------------------------------------------------------------
 async def test_atom_feed_incidents_and_recoveries(http: aiohttp.ClientSession) -> None:
     status, text, headers = await get(http, "/feed.atom")
