@@ -122,7 +122,7 @@ async def test_no_kernel_pool_or_admin_routes(http: aiohttp.ClientSession) -> No
 
 
 async def test_a_thousand_concurrent_requests_while_the_chat_answers(core: Core) -> None:
-    srv = build_web(core, WebSettings(host="127.0.0.1", port=0, cache_s=1.0), metrics=Metrics())
+    srv = build_web(core, WebSettings(host="127.0.0.1", port=0, cache_s=60), metrics=Metrics())
     await srv.start()
     try:
         conn = aiohttp.TCPConnector(limit=0)
