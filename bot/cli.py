@@ -4,7 +4,12 @@ nbhelp                  run the bot: chat adapters whose tokens are set, else th
 nbhelp console          the interactive console chat
 nbhelp ask "/status"    one message through the core; prints the reply (attachments → --out)
 nbhelp probe [platform] one sweep of the outage monitor; prints the verdicts
+nbhelp web              the status page, API, health and metrics on $PORT (plus chat adapters
+                        whose tokens are set): the Procfile's `web` process
 nbhelp config           the effective settings and where each came from (secrets redacted)
+
+A bot with chat adapters serves the web side too unless NBHELP_WEB__ENABLED=false; the console
+serves it only when NBHELP_WEB__ENABLED=true.
 
 Exit status: 0 done; 1 the bot stopped by itself (see the log); 2 it could not start (bad
 settings, database, knowledge data — one line on stderr names the key or path and the fix);
@@ -52,6 +57,7 @@ def _parser() -> argparse.ArgumentParser:
     sub.add_parser("console", help="interactive console chat")
     probe = sub.add_parser("probe", help="check platforms now and print the verdicts")
     probe.add_argument("platform", nargs="?", help="one platform (default: all)")
+    sub.add_parser("web", help="serve the status page, API and metrics (and chat adapters)")
     sub.add_parser("config", help="print the effective settings and where each came from")
     return p
 
@@ -99,14 +105,16 @@ def _main(args: argparse.Namespace) -> int:
     if args.cmd == "probe":
         core = _start(settings, chats=False)
         return asyncio.run(_probe(core, args.platform))
-    chats = args.cmd is None and bool(settings.chat_platforms)
-    if not chats and not sys.stdin.isatty():
+    web = args.cmd == "web"
+    chats = (args.cmd is None or web) and bool(settings.chat_platforms)
+    if not chats and not web and not sys.stdin.isatty():
         print(NO_TERMINAL, file=sys.stderr)
         return 2
-    core = _start(settings, chats=chats)
+    core = _start(settings, chats=chats or web)
     _claim(core)
-    if chats:
-        return asyncio.run(_serve_chats(settings, core))
+    if chats or web:
+        serve_web = web or settings.web.enabled is not False
+        return asyncio.run(_serve_chats(settings, core, web=serve_web))
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_console(settings, core))
     return 0
@@ -169,17 +177,41 @@ async def _probe(core: Core, name: str | None) -> int:
 
 async def _console(settings: Settings, core: Core) -> None:
     from bot.adapters.console import ConsoleAdapter
-    from bot.runner import serve
 
     stop = asyncio.Event()
     adapter = ConsoleAdapter(core, settings.out_dir, color=sys.stdout.isatty(), on_exit=stop.set)
-    await serve(core, [adapter], stop)
+    await _run(settings, core, [adapter], web=settings.web.enabled is True, stop=stop)
 
 
-async def _serve_chats(settings: Settings, core: Core) -> int:
-    """Run every chat adapter whose token is set, in this one event loop."""
+async def _run(
+    settings: Settings,
+    core: Core,
+    adapters: list[ChatAdapter],
+    *,
+    web: bool,
+    stop: asyncio.Event | None = None,
+) -> int:
+    """The adapters and services until a stop, with the web side when ``web``."""
     from bot.runner import serve
 
+    if not web:
+        return (await serve(core, adapters, stop)).code
+    from bot.web.serve import serve_web
+
+    try:
+        return await serve_web(core, settings.web, adapters, stop)
+    except OSError as exc:  # the port is taken, or not ours to bind
+        w = settings.web
+        print(
+            f"nbhelp: cannot serve the web side on {w.host}:{w.port} ({exc.strerror}); "
+            "set NBHELP_WEB__PORT (or NBHELP_WEB__ENABLED=false)",
+            file=sys.stderr,
+        )
+        return 2
+
+
+async def _serve_chats(settings: Settings, core: Core, *, web: bool) -> int:
+    """Run every chat adapter whose token is set (and the web side), in this one event loop."""
     adapters: list[ChatAdapter] = []
     if "telegram" in settings.chat_platforms:
         from bot.adapters.telegram import TelegramAdapter
@@ -189,10 +221,10 @@ async def _serve_chats(settings: Settings, core: Core) -> int:
         from bot.adapters.discord import DiscordAdapter
 
         adapters.append(DiscordAdapter(core, settings.discord))
-    log.info("starting %s", ", ".join(a.name for a in adapters))
+    parts = [a.name for a in adapters] + (["web"] if web else [])
+    log.info("starting %s", ", ".join(parts))
     try:
-        outcome = await serve(core, adapters)
+        return await _run(settings, core, adapters, web=web)
     except Exception:
         log.exception("nbhelp stopped: a service failed")  # redacted log
         return 1
-    return outcome.code

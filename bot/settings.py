@@ -38,6 +38,7 @@ from pydantic_settings import (
 from bot.kernels.settings import RunSettings
 from bot.monitor.settings import MonitorSettings
 from bot.text import did_you_mean
+from bot.web.settings import WebSettings
 
 PREFIX = "NBHELP_"
 DELIMITER = "__"
@@ -134,6 +135,10 @@ class Settings(BaseSettings):
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
     startup: StartupSettings = Field(
         default_factory=StartupSettings, description="start-up, shutdown and the database"
+    )
+    web: WebSettings = Field(
+        default_factory=WebSettings,
+        description="status page, JSON API, health and metrics (port: NBHELP_WEB__PORT or $PORT)",
     )
 
     @classmethod
@@ -423,7 +428,18 @@ def load_settings(**overrides: Any) -> tuple[Settings, dict[tuple[str, ...], Ori
         )
         for path in _walk_fields(Settings)
     }
+    if "PORT" in env and origins[("web", "port")].kind == "default":
+        settings, origins[("web", "port")] = _platform_port(settings, env["PORT"])
     return settings, origins
+
+
+def _platform_port(settings: Settings, raw: str) -> tuple[Settings, Origin]:
+    """Heroku-like hosts say where to listen in ``$PORT`` (NBHELP_WEB__PORT wins)."""
+    try:
+        web = WebSettings.model_validate({**settings.web.model_dump(), "port": raw})
+    except ValidationError:
+        raise SettingsError([f"PORT={_short(raw)}: must be a port number (0-65535)"]) from None
+    return settings.model_copy(update={"web": web}), Origin("env", "PORT")
 
 
 def effective(

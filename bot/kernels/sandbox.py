@@ -67,8 +67,11 @@ INSTALL_HINT = "install it with `apt-get install bubblewrap`"
 USERNS_HINT = (
     "enable unprivileged user namespaces: `sysctl -w kernel.unprivileged_userns_clone=1` "
     "(Debian), `sysctl -w kernel.apparmor_restrict_unprivileged_userns=0` (Ubuntu 23.10+), "
-    "`sysctl -w user.max_user_namespaces=15000`; in Docker, run the container with "
-    "`--security-opt seccomp=unconfined --security-opt apparmor=unconfined`"
+    "`sysctl -w user.max_user_namespaces=15000`; in a container, run it with "
+    "`--security-opt seccomp=unconfined --security-opt apparmor=unconfined "
+    "--security-opt systempaths=unconfined` (compose.yaml: `security_opt: [seccomp=unconfined, "
+    "apparmor=unconfined, systempaths=unconfined]`), never `--privileged`; under systemd, "
+    "allow `RestrictNamespaces=user mnt pid net ipc uts cgroup` (see docs/deploy.md)"
 )
 
 

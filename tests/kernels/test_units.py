@@ -301,6 +301,11 @@ def test_gpu_detection_binds_device_nodes(tmp_path: Path) -> None:
 def test_explain_failure_names_the_fix() -> None:
     msg = sb.explain_failure("bwrap: No permissions to creating new namespace, likely because...")
     assert "unprivileged_userns_clone" in msg and "apparmor_restrict_unprivileged_userns" in msg
+    # the container options that let bubblewrap work, as compose.yaml and docs/deploy.md set them
+    assert "security_opt: [seccomp=unconfined, apparmor=unconfined, systempaths=unconfined]" in msg
+    assert "--security-opt systempaths=unconfined" in msg and "never `--privileged`" in msg
+    proc = sb.explain_failure("bwrap: Can't mount proc on /newroot/proc: Operation not permitted")
+    assert "systempaths=unconfined" in proc
     assert "self-test" in sb.explain_failure("python: exploded")
 
 
