@@ -20,14 +20,14 @@ from typing import Any
 
 log = logging.getLogger(__name__)
 
+CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"  # Prometheus text format
 try:
     from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
-    from prometheus_client.exposition import CONTENT_TYPE_LATEST, generate_latest
+    from prometheus_client.exposition import generate_latest
 
     AVAILABLE = True
 except ImportError:  # pragma: no cover - the web extra is installed in development and CI
     AVAILABLE = False
-    CONTENT_TYPE_LATEST = "text/plain; version=0.0.4; charset=utf-8"
 
 STATUSES = ("up", "degraded", "down", "maintenance", "unknown")
 PROBE_RESULTS = STATUSES  # a probe's signal

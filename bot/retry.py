@@ -38,7 +38,8 @@ class Backoff:
         """Count a failure and return how long to wait before the next attempt."""
         self.failures += 1
         base = min(self.maximum, self.initial * 2 ** (self.failures - 1))
-        return max(0.0, base * (1 + self._rng.uniform(-self.jitter, self.jitter)))
+        spread = float(self._rng.uniform(-self.jitter, self.jitter))
+        return max(0.0, float(base) * (1 + spread))
 
     async def wait(self) -> float:
         """Count a failure and sleep; return the delay slept."""

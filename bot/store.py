@@ -29,8 +29,11 @@ from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from types import ModuleType
-from typing import IO, TypeVar
+from typing import IO, TYPE_CHECKING, TypeVar
 from urllib.parse import quote
+
+if TYPE_CHECKING:
+    from sqlite_utils import Database
 
 T = TypeVar("T")
 SQLITE_HEADER = b"SQLite format 3\x00"
@@ -56,7 +59,7 @@ def _import_sqlite_utils() -> ModuleType:
 
 sqlite_utils = _import_sqlite_utils()
 
-Migration = Callable[["sqlite_utils.Database"], None]
+Migration = Callable[["Database"], None]
 _MIGRATIONS: dict[int, tuple[str, Migration]] = {}
 
 
@@ -93,7 +96,7 @@ class StoreInUse(StoreError):
 
 
 @contextlib.contextmanager
-def transaction(db: sqlite_utils.Database) -> Iterator[sqlite_utils.Database]:
+def transaction(db: Database) -> Iterator[Database]:
     """``BEGIN IMMEDIATE`` … ``COMMIT`` (a nested call joins the outer transaction)."""
     conn = db.conn
     if conn.in_transaction:
@@ -200,7 +203,7 @@ class Store:
 
     # -- async access ----------------------------------------------------------------------
 
-    async def call(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+    async def call(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` on the writer thread (reads and writes), never on the event loop's."""
 
         def run() -> T:
@@ -210,7 +213,7 @@ class Store:
 
         return await asyncio.get_running_loop().run_in_executor(self._writer, run)
 
-    async def read(self, fn: Callable[[sqlite_utils.Database], T]) -> T:
+    async def read(self, fn: Callable[[Database], T]) -> T:
         """Run ``fn(db)`` on the reader thread: a read-only connection that a writer (ours or
         another process's) does not block."""
 
@@ -305,7 +308,7 @@ class Store:
             self._claim = None
 
 
-def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
+def set_meta(db: Database, key: str, value: str) -> None:
     db.execute(
         "INSERT INTO meta (key, value) VALUES (?, ?) "
         "ON CONFLICT(key) DO UPDATE SET value = excluded.value",
@@ -313,9 +316,7 @@ def set_meta(db: sqlite_utils.Database, key: str, value: str) -> None:
     )
 
 
-def _busy_as_error(
-    fn: Callable[[sqlite_utils.Database], T], db: sqlite_utils.Database, path: str
-) -> T:
+def _busy_as_error(fn: Callable[[Database], T], db: Database, path: str) -> T:
     try:
         return fn(db)
     except sqlite3.OperationalError as exc:

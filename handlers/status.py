@@ -33,7 +33,7 @@ from knowledge.ranking import rank
 from knowledge.schema import Platform
 
 if TYPE_CHECKING:
-    from bot.monitor import VerdictView
+    from bot.monitor.view import VerdictView
 
 
 TONE = {"up": "ok", "degraded": "warn", "maintenance": "warn", "down": "error", "unknown": "info"}
@@ -176,5 +176,5 @@ def detail(ctx: Context, platform: Platform, v: VerdictView, *, down: set[str]) 
     return Reply.of(
         *blocks,
         title=f"{v.emoji} {platform.name}: {v.headline}",
-        tone=TONE.get(v.status, "info"),  # type: ignore[arg-type]
+        tone=TONE.get(v.status, "info"),
     )

@@ -111,8 +111,9 @@ class Collector:
             if isinstance(item, _Stream):
                 text = collapse_carriage_returns("".join(item.chunks))
                 if text:
-                    name = "stderr" if item.name == "stderr" else "stdout"
-                    result.append(StreamOutput(name, text))
+                    result.append(
+                        StreamOutput("stderr" if item.name == "stderr" else "stdout", text)
+                    )
             elif isinstance(item, ErrorOutput):
                 if interrupted and item.ename == "KeyboardInterrupt":
                     continue

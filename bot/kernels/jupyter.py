@@ -354,9 +354,10 @@ def _text(value: Any) -> str:
 def to_output(msg_type: Any, content: dict[str, Any]) -> Output | None:
     """One IOPub message to an Output (None for messages that show nothing)."""
     if msg_type == "stream":
-        name = "stderr" if content.get("name") == "stderr" else "stdout"
         text = clean_text(_text(content.get("text")))
-        return StreamOutput(name, text) if text else None
+        if not text:
+            return None
+        return StreamOutput("stderr" if content.get("name") == "stderr" else "stdout", text)
     if msg_type in ("execute_result", "display_data"):
         data = content.get("data")
         if not isinstance(data, dict):

@@ -70,7 +70,7 @@ def guard_output_size(max_text: int, max_image: int) -> None:
     def guarded(self: Any, msg: dict[str, Any], ident: Any = None) -> Any:
         return serialize(self, fit(msg), ident)
 
-    session.Session.serialize = guarded
+    session.Session.serialize = guarded  # type: ignore[method-assign]  # patching ipykernel in the sandbox
 
 
 def keep_stream_order() -> None:
@@ -88,7 +88,7 @@ def keep_stream_order() -> None:
         last[0] = self
         return write(self, string)
 
-    iostream.OutStream.write = ordered_write
+    iostream.OutStream.write = ordered_write  # type: ignore[method-assign]  # patching ipykernel in the sandbox
 
 
 def drain_fd_output() -> Any:
@@ -111,7 +111,7 @@ def drain_fd_output() -> Any:
 
     def pump(stream: Any) -> int:
         fid = stream._fid
-        pending = struct.unpack("i", fcntl.ioctl(fid, termios.FIONREAD, b"\0\0\0\0"))[0]
+        pending = int(struct.unpack("i", fcntl.ioctl(fid, termios.FIONREAD, b"\0\0\0\0"))[0])
         if pending:
             stream.write(os.read(fid, pending).decode(errors="replace"))
         return pending
@@ -134,7 +134,7 @@ def drain_fd_output() -> Any:
                     while pump(stream):
                         pass
 
-    iostream.OutStream._watch_pipe_fd = watch
+    iostream.OutStream._watch_pipe_fd = watch  # type: ignore[method-assign]  # patching ipykernel in the sandbox
     return drain
 
 
@@ -159,10 +159,10 @@ def main() -> None:
     c.HistoryManager.enabled = False
     c.InlineBackend.figure_formats = {"png"}
     app = IPKernelApp.instance(config=c)
-    app.initialize(["-f", cfg["connection_file"]])
+    app.initialize(["-f", cfg["connection_file"]])  # type: ignore[no-untyped-call]  # ipykernel is untyped
     if drain is not None and app.shell is not None:
         app.shell.events.register("post_execute", drain)
-    app.start()
+    app.start()  # type: ignore[no-untyped-call]  # ipykernel is untyped
 
 
 if __name__ == "__main__":

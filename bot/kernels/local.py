@@ -161,7 +161,7 @@ class LocalBackend(KernelBackend):
             # A dropped connection often means the process is exiting: tell the two apart.
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(kernel.exited.wait(), 0.5)
-        if not kernel.process_alive:
+        if _ended(kernel):  # it may have died during the run (mypy cannot know)
             return ExecReply(ExecOutcome.DIED)
         return reply
 
@@ -632,6 +632,10 @@ class LocalBackend(KernelBackend):
         if kernel.uid is not None:
             self._uids_in_use.discard(kernel.uid)
         await asyncio.to_thread(_rmtree, kernel.directory)
+
+
+def _ended(kernel: LocalKernel) -> bool:
+    return not kernel.process_alive
 
 
 def _rmtree(path: Path) -> None:

@@ -43,7 +43,7 @@ async def spawn(
         )
     )
     if pass_fds:
-        task.add_done_callback(lambda _t: [_close(fd) for fd in pass_fds])
+        task.add_done_callback(lambda _t: _close_all(pass_fds))
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
@@ -51,9 +51,10 @@ async def spawn(
         raise
 
 
-def _close(fd: int) -> None:
-    with contextlib.suppress(OSError):
-        os.close(fd)
+def _close_all(fds: tuple[int, ...]) -> None:
+    for fd in fds:
+        with contextlib.suppress(OSError):
+            os.close(fd)
 
 
 def _kill_spawned(task: asyncio.Task[asyncio.subprocess.Process]) -> None:
@@ -175,7 +176,7 @@ async def wait_for_sockets(kernel_ip: str, kernel: LocalKernel) -> None:
 
 
 def _listening_unix_sockets(table: Path) -> set[str]:
-    listening = set()
+    listening: set[str] = set()
     try:
         lines = table.read_text().splitlines()[1:]
     except OSError:

@@ -7,6 +7,7 @@ TLS, HTTP, timeout); nothing here raises for a network fault.
 from __future__ import annotations
 
 import asyncio
+import functools
 import socket
 import ssl
 import time
@@ -139,6 +140,9 @@ class Fetcher:
         self._cache.clear()
         self._control = None
 
+    def _forget(self, url: str, _task: object) -> None:
+        self._inflight.pop(url, None)
+
     async def get(
         self,
         url: str,
@@ -157,7 +161,7 @@ class Fetcher:
         if task is None:
             task = asyncio.ensure_future(self._get_retrying(url, headers, max_bytes))
             self._inflight[url] = task
-            task.add_done_callback(lambda _t, u=url: self._inflight.pop(u, None))
+            task.add_done_callback(functools.partial(self._forget, url))
         result = await asyncio.shield(task)
         if result.answered:
             self._cache[url] = result

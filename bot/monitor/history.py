@@ -205,7 +205,7 @@ def bucket_status(up: int, degraded: int, down: int, maintenance: int, unknown: 
 
 # -- incidents -------------------------------------------------------------------------------
 def _incident(row: Iterable[object]) -> Incident:
-    pid, status, started, ended, title, url, official = row  # type: ignore[misc]
+    pid, status, started, ended, title, url, official = row
     return Incident(pid, status, started, ended, title, url, bool(official))  # type: ignore[arg-type]
 
 

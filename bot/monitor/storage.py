@@ -144,7 +144,7 @@ class MonitorStorage:
     ) -> None:
         bad = [e for e in evidence if e.signal in ("degraded", "down", "maintenance")]
         official = [e for e in bad if e.statement]
-        top = (official or bad or [None])[0]
+        top = (official or bad)[0] if (official or bad) else None
         history.track_incident(
             db,
             pid,

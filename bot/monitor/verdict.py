@@ -128,7 +128,7 @@ def combine(probe_status: Status, official: Signal | None) -> Status:
     if official == "maintenance":
         return "maintenance"
     known = [s for s in (probe_status, official) if s not in (None, "unknown")]
-    return worst(known) if known else "unknown"  # type: ignore[arg-type]
+    return worst(known) if known else "unknown"
 
 
 def federate(signals: Sequence[Signal]) -> Signal | None:

@@ -518,7 +518,7 @@ class CachedStatusData:
             fut = asyncio.ensure_future(read())
             self._inflight[key] = fut
             fut.add_done_callback(lambda f: self._landed(key, f))
-        return await asyncio.shield(fut)  # type: ignore[no-any-return]
+        return await asyncio.shield(fut)
 
     def _landed(self, key: tuple[Any, ...], fut: asyncio.Future[Any]) -> None:
         self._inflight.pop(key, None)

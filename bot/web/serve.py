@@ -37,7 +37,7 @@ def kernels_check(core: Core) -> Callable[[], Check] | None:
         return None
 
     def check() -> Check:
-        k = core.ctx.services.get("kernels")
+        k = core.ctx.kernels() if "kernels" in core.ctx.services else None
         if k is None:
             return Check(False, "not started", required=False)
         info = k.info()

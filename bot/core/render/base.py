@@ -10,7 +10,7 @@ reply is attached as a text file.
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TypeVar
 
 from bot.core.models import (
@@ -84,7 +84,7 @@ def _cut_text(text: str, n: int) -> list[str]:
     return [*out, text] if text else out
 
 
-def _groups(items: tuple[T, ...] | list[T], n: int, weight: Callable[[T], int]) -> list[list[T]]:
+def _groups(items: Sequence[T], n: int, weight: Callable[[T], int]) -> list[list[T]]:
     """Split items, in order, into at most ``n`` groups of similar total weight."""
     total = sum(weight(x) for x in items) or 1
     target = total / n
@@ -105,22 +105,22 @@ def split_block(block: Block, n: int = 2) -> list[Block]:
     if isinstance(block, CodeBlock):
         lines = block.code.split("\n")
         if len(lines) > 1:
-            groups = _groups(lines, min(n, len(lines)), lambda line: len(line) + 1)
-            return [CodeBlock("\n".join(g), block.language) for g in groups]
+            line_groups = _groups(lines, min(n, len(lines)), lambda line: len(line) + 1)
+            return [CodeBlock("\n".join(g), block.language) for g in line_groups]
         return [CodeBlock(t, block.language) for t in _cut_text(block.code, n)]
     if isinstance(block, BulletList):
         if len(block.items) > 1:
-            groups = _groups(
+            item_groups = _groups(
                 block.items,
                 min(n, len(block.items)),
                 lambda it: sum(len(plain_inline(p)) for p in it),
             )
-            return [BulletList(tuple(g), block.numbered) for g in groups]
+            return [BulletList(tuple(g), block.numbered) for g in item_groups]
         return [Paragraph((Span("• "), *block.items[0]))] if block.items else []
     parts = block.parts
     if len(parts) > 1:
-        groups = _groups(parts, min(n, len(parts)), lambda p: len(plain_inline(p)))
-        return [Paragraph(tuple(g)) for g in groups]
+        part_groups = _groups(parts, min(n, len(parts)), lambda p: len(plain_inline(p)))
+        return [Paragraph(tuple(g)) for g in part_groups]
     if not parts:
         return []
     only = parts[0]

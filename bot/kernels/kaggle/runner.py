@@ -607,8 +607,8 @@ class KaggleRunner:
         def wait(state: RetryCallState) -> float:
             n = state.attempt_number
             base = min(s.poll_max_s, s.poll_initial_s * 2 ** (n - 1))
-            base += self._rng.uniform(0, s.poll_jitter_s)
-            return max(0.0, min(base, deadline() - self._clock()))
+            base += float(self._rng.uniform(0, s.poll_jitter_s))
+            return max(0.0, min(float(base), float(deadline() - self._clock())))
 
         await self._sleep(min(s.poll_initial_s, s.queue_timeout_s))
         retrying = AsyncRetrying(
