@@ -51,8 +51,16 @@ async def answered(bot: FakeBot, chat_id: int, text: str) -> None:
 
 
 def still_running(pids: dict[int, int | None]) -> list[int]:
-    """Recorded pids that still run the process recorded (not a reused pid)."""
-    return [pid for pid, start in pids.items() if orphans.start_ticks(pid) == start]
+    """Recorded pids that still run the process recorded (not a reused pid, not a zombie)."""
+    return [
+        pid for pid, start in pids.items() if orphans.start_ticks(pid) == start and pid_running(pid)
+    ]
+
+
+async def all_exited(pids: dict[int, int | None]) -> list[int]:
+    """Wait (bounded) for killed processes to be gone; return those that are not."""
+    alive = still_running(pids)
+    return [pid for pid in alive if not await wait_exited(pid, limit_s=60)]
 
 
 # -- the sweep itself ------------------------------------------------------------------------
@@ -178,15 +186,17 @@ async def test_kill_9_with_live_sessions_then_restart_leaves_no_orphan(
                 first.kill()
                 await first.wait()
         try:
-            assert still_running(pids) == []
+            assert await all_exited(pids) == []
             assert len(run_dirs(run_base)) == 1  # only the new bot's own directory is left
             bot.send("/run print('after restart')", chat_id=600)
             await answered(bot, 600, "after restart")
+            live = recorded(run_base)
+            assert live  # the new session's sandbox
         finally:
             second.send_signal(signal.SIGTERM)
             assert await asyncio.wait_for(second.wait(), 120) == 0
-        assert still_running(recorded(run_base)) == []
-        assert run_dirs(run_base) == []  # a clean stop removes it
+        assert await all_exited(live) == []  # a clean stop kills its kernels
+        assert run_dirs(run_base) == []  # and removes its directory
 
 
 def ask(
