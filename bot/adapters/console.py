@@ -46,6 +46,7 @@ class ConsoleAdapter:
         self.on_exit = on_exit
         self.user = getpass.getuser()
         self._task: asyncio.Task[None] | None = None
+        self._started = False
 
     # -- rendering ------------------------------------------------------------------------
     def save(self, name: str, data: bytes) -> Path:
@@ -92,9 +93,15 @@ class ConsoleAdapter:
         self.stream.flush()
 
     # -- the adapter contract -------------------------------------------------------------
+    @property
+    def connected(self) -> bool:
+        """A terminal is always there: True once started."""
+        return self._started
+
     async def start(self) -> None:
         self.core.attach(self)
         self._task = asyncio.create_task(self._chat(), name="nbhelp-console")
+        self._started = True
 
     async def stop(self) -> None:
         task, self._task = self._task, None

@@ -28,6 +28,10 @@ class ChatGone(Exception):
 class ChatAdapter(Protocol):
     name: str  # "telegram", "discord", "console": also the platform key of subscriptions
 
+    @property
+    def connected(self) -> bool:
+        """Whether the adapter can answer now: started, its connection up, not stopped."""
+
     async def start(self) -> None:
         """Connect, register the commands, and begin listening in background tasks."""
 

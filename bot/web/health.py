@@ -40,20 +40,11 @@ def _as_check(value: CheckResult) -> Check:
 
 
 def adapter_check(adapter: Any) -> Check:
-    """A chat adapter's connection state, read from what adapters expose today.
-
-    ``connected`` (an ``asyncio.Event`` or a bool, Discord) or started-and-not-stopped
-    (Telegram); an adapter exposing neither counts as connected once started.
-    """
+    """A chat adapter's connection state: its ``connected`` property (the adapter contract);
+    an object without one counts as connected once started."""
     connected = getattr(adapter, "connected", None)
-    if isinstance(connected, asyncio.Event):
-        return Check(connected.is_set(), "connected" if connected.is_set() else "not connected")
     if isinstance(connected, bool):
         return Check(connected, "connected" if connected else "not connected")
-    started, stopped = getattr(adapter, "_started", None), getattr(adapter, "_stopped", False)
-    if started is not None:
-        ok = bool(started) and not stopped
-        return Check(ok, "running" if ok else "stopped" if stopped else "not started")
     return Check(True, "started")
 
 

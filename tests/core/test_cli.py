@@ -79,3 +79,13 @@ async def test_console_adapter_loop_and_attachments(core: Core, tmp_path: Path) 
     ]
     assert len(saved) == 2 and all(s.parent == tmp_path / "att" and s.exists() for s in saved)
     assert saved[0].read_bytes() == b"\x89PNG.."
+
+
+async def test_console_adapter_is_connected_once_started(core: Core, tmp_path: Path) -> None:
+    adapter = ConsoleAdapter(core, tmp_path / "att", stream=io.StringIO(), stdin=io.StringIO())
+    assert adapter.connected is False
+    await adapter.start()
+    try:
+        assert adapter.connected is True and adapter in core.adapters
+    finally:
+        await adapter.stop()

@@ -11,6 +11,7 @@ from bot.adapters.discord import DiscordAdapter
 from bot.core.contract import AdapterRefused, ChatGone
 from bot.core.contract import ChatAdapter as Adapter
 from bot.core.models import Reply, para
+from bot.web.health import adapter_check
 from tests.discord_adapter.conftest import MakeBot, discord_settings, replies
 from tests.fakes.discord_api import FakeDiscord
 
@@ -76,7 +77,7 @@ async def test_clean_shutdown_finishes_in_flight_answers(bot, fake: FakeDiscord)
     await bot.stop()
     assert ix.text() == "slow answer"  # finished before the connection closed
     assert fake.client_closes == [1000]  # a clean close of the gateway
-    assert bot.client is not None and bot.client.is_closed()
+    assert bot.gateway.client is not None and bot.gateway.client.is_closed()
     await bot.stop()  # idempotent
     late = [t for t in asyncio.all_tasks() if "discord" in (t.get_name() or "")]
     assert not [t for t in late if not t.done()]
@@ -89,6 +90,7 @@ async def test_start_with_a_bad_token_fails_clearly(core, settings) -> None:
         adapter = DiscordAdapter(core, s)
         with pytest.raises(AdapterRefused, match="rejected the bot token"):
             await adapter.start()
+        assert adapter.connected is False
         await adapter.stop()
         assert not fake.identifies
 
@@ -114,9 +116,20 @@ async def test_an_invalid_session_is_identified_again(bot, fake: FakeDiscord) ->
     assert "/status" in ix.text()
 
 
+async def test_connected_from_ready_until_stopped(
+    make_bot: MakeBot, core, fake: FakeDiscord
+) -> None:
+    unstarted = DiscordAdapter(core, discord_settings(fake))
+    assert unstarted.connected is False and not adapter_check(unstarted).ok
+    adapter = await make_bot()  # start() returns once the gateway is READY
+    assert adapter.connected is True and adapter_check(adapter).ok
+    await adapter.stop()
+    assert adapter.connected is False and not adapter_check(adapter).ok
+
+
 async def test_interactions_while_stopping_get_a_notice(bot, fake: FakeDiscord) -> None:
-    bot._stopping = True
+    bot.interactions.stopping = True
     ix = await fake.slash("status", {"platform": "colab"})
     await replies(fake, ix)
     assert "restarting" in ix.text() and ix.messages[0].ephemeral
-    bot._stopping = False
+    bot.interactions.stopping = False

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from bot.adapters.discord import adapter as adapter_module
+from bot.adapters.discord import interactions, views
 from bot.core.registry import Command, Option
 from tests.discord_adapter import handlers
 from tests.discord_adapter.conftest import MakeBot, registry_for_tests, replies
@@ -48,7 +48,7 @@ async def test_rerun_button_only_for_the_author(bot, fake: FakeDiscord) -> None:
 async def test_rerun_after_restart_explains_instead_of_failing(bot, fake: FakeDiscord) -> None:
     ix = await fake.slash("run", {"code": "print(1)"})
     await replies(fake, ix)
-    bot._runs.clear()  # what a restart forgets
+    bot.interactions.runs.clear()  # what a restart forgets
     again = await fake.click(ix.messages[-1], ix.messages[-1].custom_ids()[0])
     await replies(fake, again)
     assert "too old to re-run" in again.plain() and again.messages[0].ephemeral
@@ -162,7 +162,7 @@ async def test_fast_command_that_turns_slow_is_deferred_in_time(
     await replies(fake, ix)
     assert ix.response_type == 5
     assert ix.ack_latency is not None
-    assert adapter_module.FAST_BUDGET_S - 0.1 < ix.ack_latency < 2.0
+    assert interactions.FAST_BUDGET_S - 0.1 < ix.ack_latency < 2.0
     assert ix.text() == "slow answer"
 
 
@@ -199,8 +199,6 @@ async def test_embed_replies_stay_within_embed_limits(bot, fake: FakeDiscord, co
 
 
 def test_custom_ids_fit_discord() -> None:
-    from bot.adapters.discord.adapter import RerunButton
-
-    button = RerunButton(2**64 - 1, "f" * 12)
+    button = views.RerunButton(2**64 - 1, "f" * 12)
     assert len(button.custom_id) <= 100
-    assert re.fullmatch(adapter_module.RERUN_TEMPLATE, button.custom_id)
+    assert re.fullmatch(views.RERUN_TEMPLATE, button.custom_id)

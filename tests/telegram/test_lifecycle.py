@@ -18,6 +18,7 @@ from bot.adapters.telegram import TelegramAdapter
 from bot.core.app import Core
 from bot.core.contract import AdapterRefused, ChatAdapter
 from bot.settings import Settings, TelegramSettings
+from bot.web.health import adapter_check
 from tests.fakes.telegram_api import FakeBot, FakeTelegram
 from tests.helpers import process_env
 from tests.telegram.conftest import Launch, free_port
@@ -65,7 +66,9 @@ async def test_webhook_mode_checks_the_secret(launch: Launch) -> None:
     await bot.wait_sent(1, 33)
     assert not bot.sent(32)  # the rejected updates never reached the bot
     assert not bot.calls_of("getUpdates", ok=None)  # no polling in webhook mode
+    assert adapter.connected  # the webhook server runs
     await adapter.stop()
+    assert not adapter.connected
     async with aiohttp.ClientSession() as session:  # the webhook server is closed
         with pytest.raises(aiohttp.ClientConnectionError):
             await session.post(url, json={})
@@ -235,6 +238,16 @@ async def test_meets_the_adapter_contract(launch: Launch, core: Core, settings: 
     await unstarted.stop()  # stopping what never started is a no-op
 
 
+async def test_connected_while_polling_and_not_once_stopped(launch: Launch, core: Core) -> None:
+    unstarted = TelegramAdapter(core, TelegramSettings(token=SecretStr("1:x")))
+    assert unstarted.connected is False and not adapter_check(unstarted).ok
+    adapter, bot = await launch()
+    await bot.wait_calls("getUpdates", 1)
+    assert adapter.connected is True and adapter_check(adapter).ok
+    await adapter.stop()
+    assert adapter.connected is False and not adapter_check(adapter).ok
+
+
 async def test_rejected_token_never_appears_in_the_error(
     fake: FakeTelegram, core: Core, settings: Settings, tmp_path: Path
 ) -> None:
@@ -253,6 +266,7 @@ async def test_rejected_token_never_appears_in_the_error(
     finally:
         logs.setup("WARNING")
     assert "NBHELP_TELEGRAM__TOKEN" in str(err.value)
+    assert adapter.connected is False
     assert token not in str(err.value) and err.value.__suppress_context__
     text = log_file.read_text()
     assert "start failed" in text and token not in text

@@ -7,7 +7,7 @@ import logging
 import pytest
 
 from bot.adapters.telegram import Limits
-from bot.adapters.telegram.adapter import _Where
+from bot.adapters.telegram.outbound import Where
 from bot.adapters.telegram.text import html_to_plain
 from bot.core.app import Core
 from tests.fakes.telegram_api import parse_html, utf16
@@ -110,7 +110,7 @@ async def test_refused_html_is_resent_as_plain_text(launch: Launch) -> None:
 async def test_malformed_html_is_refused_by_the_fake_and_still_delivered(launch: Launch) -> None:
     adapter, bot = await launch()
     markup = "<b>bold <i>both</b> &amp; <a href='https://x.org'>x</a>"
-    sent = await adapter._send_text(8, markup, _Where())
+    sent = await adapter.outbound.send_text(8, markup, Where())
     assert sent[0].text == "bold both & x (https://x.org)"
     refused = bot.calls_of("sendMessage", chat_id=8, ok=False)
     assert refused and "can't parse entities" in (refused[0].error or "")

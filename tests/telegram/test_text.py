@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bot.adapters.telegram.adapter import sendable_texts
+from bot.adapters.telegram.outbound import sendable_texts
 from bot.adapters.telegram.text import html_to_plain, is_chat_gone, is_parse_error, plain_caption
 from bot.core.models import Reply, bold, bullets, code, codeblock, italic, link, para
 from bot.core.render import TelegramRenderer

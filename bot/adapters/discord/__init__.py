@@ -1,4 +1,4 @@
-"""The Discord adapter (discord.py 2.x slash commands). See :mod:`.adapter`.
+"""The Discord adapter (discord.py 2.x slash commands). See :mod:`.adapter` for its parts.
 
 This package is ``bot.adapters.discord``; every import in it is absolute, so ``import
 discord`` always means the discord.py library, never this package.

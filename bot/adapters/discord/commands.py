@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import inspect
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any, Protocol
 
 import discord
@@ -36,6 +36,10 @@ MAX_CHOICES = 25
 CHOICE_LIMIT = 100  # characters of a choice's name and value
 
 _TYPES: dict[str, type] = {"string": str, "integer": int, "boolean": bool}
+
+Completer = Callable[
+    [discord.Interaction, str], Coroutine[Any, Any, list[app_commands.Choice[str]]]
+]
 
 
 class Handlers(Protocol):
@@ -177,7 +181,7 @@ def slash_command(command: Command, handlers: Handlers) -> app_commands.Command[
     ) -> list[app_commands.Choice[str]]:
         return needs_choices(current)
 
-    completers: dict[str, Callable[..., Awaitable[Any]]] = {
+    completers: dict[str, Completer] = {
         "platforms": complete_platforms,
         "needs": complete_needs,
     }
@@ -189,7 +193,7 @@ def slash_command(command: Command, handlers: Handlers) -> app_commands.Command[
     ]
     descriptions: dict[str, str] = {}
     choices: dict[str, list[app_commands.Choice[Any]]] = {}
-    autocomplete: dict[str, Callable[..., Awaitable[Any]]] = {}
+    autocomplete: dict[str, Completer] = {}
     if len(command.options) > MAX_OPTIONS:
         log.warning("/%s has more than %d options; extra ones dropped", command.name, MAX_OPTIONS)
     for opt in command.options[:MAX_OPTIONS]:

@@ -20,12 +20,13 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 from telegram.error import RetryAfter
 from telegram.ext import BaseRateLimiter
 
 log = logging.getLogger("nbhelp.telegram.ratelimit")
+T = TypeVar("T")
 
 #: Methods that post or change a message: these count against the flood limits.
 MESSAGE_METHODS = frozenset(
@@ -281,9 +282,9 @@ class RateLimiter(BaseRateLimiter[None]):
         self,
         endpoint: str,
         chat_id: object,
-        call: Callable[[], Awaitable[Any]],
+        call: Callable[[], Awaitable[T]],
         cost: int = 1,
-    ) -> Any:
+    ) -> T:
         attempt = 0
         while True:
             booked: list[list[float]] = []
