@@ -280,7 +280,7 @@ class GatewayBackend(KernelBackend):
             self._starting -= 1
         try:
             async with asyncio.timeout(self.settings.start_timeout_s):
-                await self._ensure_channels(kernel)
+                await self._open_when_up(kernel)
                 await self._wait_ready(kernel)
                 warm = execute_request(WARM_UP, kernel.session_id, count=False)
                 run = Run(warm["header"]["msg_id"], lambda output, size: None)
@@ -304,6 +304,27 @@ class GatewayBackend(KernelBackend):
             raise
         log.debug("gateway %s: kernel %s started for %s", self.name, kernel_id, username)
         return kernel
+
+    async def _open_when_up(self, kernel: GatewayKernel) -> None:
+        """The first WebSocket: jupyter_server answers its handshake only once the kernel is
+        up, so it gets the start budget; meanwhile the kernel is looked up each second, so a
+        kernel that dies while starting (the gateway drops it) fails the start at once."""
+        opening = asyncio.create_task(self._ensure_channels(kernel, self.settings.start_timeout_s))
+        try:
+            while True:
+                done, _ = await asyncio.wait({opening}, timeout=1.0)
+                if done:
+                    await opening
+                    return
+                try:
+                    await self.client.kernel(kernel.id)
+                except KernelNotFound:
+                    raise KernelStartError(
+                        detail=f"gateway {self.name}: kernel {kernel.id} died while starting "
+                        "(see the gateway's log)"
+                    ) from None
+        finally:
+            opening.cancel()
 
     async def _post_kernel(self, username: str) -> str:
         """POST /api/kernels, giving up after start_timeout_s; a POST we gave up on keeps
@@ -357,14 +378,16 @@ class GatewayBackend(KernelBackend):
 
     # -- channels ----------------------------------------------------------------------------
 
-    async def _ensure_channels(self, kernel: GatewayKernel) -> None:
+    async def _ensure_channels(self, kernel: GatewayKernel, timeout_s: float | None = None) -> None:
+        """Open the kernel's WebSocket unless it is open. jupyter_server answers the handshake
+        only once the kernel is up, so the first one at start gets the start budget."""
         if kernel.ws is not None and not kernel.ws.closed:
             return
         ws = await self.client.channels(
             kernel.id,
             kernel.session_id,
             max_msg_size=self.max_msg_bytes,
-            timeout_s=self.settings.reconnect_timeout_s,
+            timeout_s=timeout_s or self.settings.reconnect_timeout_s,
         )
         kernel.ws = ws
         kernel.reader = asyncio.create_task(self._read(kernel, ws))
