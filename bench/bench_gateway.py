@@ -27,6 +27,7 @@ from typing import Any
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import aiohttp
+from pydantic import SecretStr
 
 from bot.kernels import KernelLimits, KernelService, RunStatus
 from bot.kernels.gateway import GatewayBackend, GatewaySettings
@@ -123,7 +124,7 @@ async def measure(url: str, token: str, n: int, n_first: int) -> int:
     settings = GatewaySettings(
         name="kg",
         base_url=url,
-        token=token,
+        token=SecretStr(token),
         kernelspec="nbhelp-python",
         warm_pool_size=2,
         max_kernels=14,

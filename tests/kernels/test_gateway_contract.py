@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import pytest_asyncio
+from pydantic import SecretStr
 
 from bot.kernels import KernelService, RunStatus
 from bot.kernels.gateway import GatewayBackend, GatewaySettings
@@ -71,8 +72,8 @@ async def service(
     settings = GatewaySettings(
         name="kg",
         base_url=real_gateway.url,
-        token=real_gateway.token,
-        user_id_secret="contract-test-hmac",
+        token=SecretStr(real_gateway.token),
+        user_id_secret=SecretStr("contract-test-hmac"),
         kernelspec="nbhelp-python",
         sandboxed=True,
         warm_pool_size=1,

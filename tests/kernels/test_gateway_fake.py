@@ -11,6 +11,7 @@ from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 
 from bot.kernels import KernelLimits, KernelService, RunStatus, SandboxUnavailable
 from bot.kernels.gateway import GatewayBackend, GatewaySettings, kernel_username
@@ -263,7 +264,7 @@ async def test_gateway_down_says_so_and_other_backends_keep_working(fake: FakeGa
             await svc.run("c:b", "b", "1")  # a new session
         assert err.value.user_message.startswith("/run on gpu is unavailable right now")
         state = await svc._backend.state()  # type: ignore[attr-defined]
-        assert not state.reachable and state.max_kernels == 8
+        assert state is not None and not state.reachable and state.max_kernels == 8
         assert (await other_svc.run("c:a", "a", "print('fine')")).text == "fine\n"
 
 
@@ -317,3 +318,13 @@ async def test_warm_pool_spares_are_anonymous_and_used_first(fake: FakeGateway) 
         assert spare_user.startswith("nbhelp-spare-")
         assert (await svc.run("c", "u", "print(1)")).text == "1\n"
         assert len(fake.ws_opens) == 1  # the spare's socket, no new kernel for this run
+
+
+def test_kernel_limits_keep_sessions_and_spares_within_the_gateways_cap() -> None:
+    gw = GatewaySettings(base_url="http://127.0.0.1:1", max_kernels=5, warm_pool_size=2)
+    limits = gw.kernel_limits(KernelLimits(max_sessions=8, max_running=4))
+    assert (limits.pool_size, limits.max_sessions, limits.max_running) == (2, 3, 3)
+    assert limits.max_sessions + limits.pool_size <= gw.max_kernels
+    with pytest.raises(ValueError):
+        GatewaySettings(base_url="ftp://x")
+    assert "abc" not in repr(GatewaySettings(base_url="http://h", token=SecretStr("abc")))
