@@ -140,7 +140,7 @@ class Relay:
             back.setsockopt(zmq.RECONNECT_IVL, -1)  # never reconnect (see the module doc)
             back.setsockopt(zmq.MAXMSGSIZE, max_msg)
             front.bind(f"tcp://{ip}:{int(gateway[f'{channel}_port'])}")
-            monitor = back.get_monitor_socket(zmq.EVENT_DISCONNECTED | zmq.EVENT_CLOSED)
+            monitor = back.get_monitor_socket(zmq.EVENT_DISCONNECTED)
             back.connect(kernel_urls[channel])
             self._pairs.append((front, back, monitor))
 
@@ -163,13 +163,17 @@ class Relay:
             self.dropped.set()
 
     def close(self) -> None:
-        self.ctx.destroy(linger=0)
+        """Nothing to do: the proxies block in their threads, and closing their sockets from
+        here is not thread-safe (libzmq asserts). The process ends with ``os._exit``."""
 
 
 async def _run(args: argparse.Namespace, gateway: dict[str, Any], runtime_dir: Path) -> int:
     if gateway.get("transport", "tcp") != "tcp":
         print("nbhelp kernelspec: the gateway must use tcp transport", file=sys.stderr)
         return 2
+    from bot.kernels import sandbox as sb
+    from bot.kernels.process import wait_for_sockets
+
     protected = [Path(p) for p in args.protect]
     protected.append(runtime_dir)  # the gateway's connection files: other kernels' keys
     backend = _backend_class()(
@@ -191,6 +195,10 @@ async def _run(args: argparse.Namespace, gateway: dict[str, Any], runtime_dir: P
         kernel, info = await backend.launch(
             gateway["key"], signature_scheme=gateway.get("signature_scheme", "hmac-sha256")
         )
+        # launch() waits for shell, iopub and control; the relay needs stdin and hb too, and
+        # connects once only.
+        async with asyncio.timeout(args.start_timeout_s):
+            await wait_for_sockets(f"{sb.KERNEL_DIR}/ipc", kernel, CHANNELS)
         urls = {channel: info.url(channel) for channel in CHANNELS}
         relay = Relay(gateway, urls, backend.max_msg_bytes())
         relay.start()
@@ -205,7 +213,12 @@ async def _run(args: argparse.Namespace, gateway: dict[str, Any], runtime_dir: P
             fut.cancel()
         code = kernel.proc.returncode
         if relay.dropped.is_set() and code is None:
-            print("nbhelp kernelspec: a kernel connection dropped; stopping it", file=sys.stderr)
+            # After a shutdown_request the kernel closes its sockets and may take seconds to
+            # exit; after an oversized message the connection is gone for good. Either way the
+            # sandbox goes now (the gateway restarts a kernel it did not ask to stop).
+            print(
+                "nbhelp kernelspec: kernel connection closed; stopping the sandbox", file=sys.stderr
+            )
         await backend.shutdown(kernel)
         return code if code is not None and code >= 0 else 1
     except Exception as exc:
@@ -289,4 +302,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    status = main()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)  # the relay's threads block in zmq; a normal exit would wait on them
