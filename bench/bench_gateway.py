@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import statistics
 import sys
 import tempfile
@@ -233,6 +234,7 @@ def main() -> int:
         return asyncio.run(measure(gateway.url, gateway.token, n, n_first))
     finally:
         stop_gateway(gateway)
+        shutil.rmtree(root, ignore_errors=True)
 
 
 if __name__ == "__main__":
