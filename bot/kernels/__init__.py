@@ -29,7 +29,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the lazy names below are, for type checkers and readers
-    from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
+    from bot.kernels.backend import BackendState, KernelBackend, KernelHandle, KernelUsage
     from bot.kernels.errors import (
         Busy,
         KernelError,
@@ -56,6 +56,7 @@ if TYPE_CHECKING:  # what the lazy names below are, for type checkers and reader
 # Loaded on first use: the settings import ``bot.kernels.settings`` at every start, and that
 # must not pull in jupyter_client and zmq.
 _LAZY = {
+    "BackendState": "bot.kernels.backend",
     "Busy": "bot.kernels.errors",
     "ErrorOutput": "bot.kernels.models",
     "ImageOutput": "bot.kernels.models",
@@ -81,6 +82,7 @@ _LAZY = {
 }
 
 __all__ = [
+    "BackendState",
     "Busy",
     "ErrorOutput",
     "ImageOutput",

@@ -3,18 +3,32 @@
 A backend starts kernels, executes code on them (streaming outputs to a sink), interrupts,
 restarts and shuts them down. It enforces nothing about chat, users or sessions; the service
 does. The local bubblewrap backend (:mod:`bot.kernels.local`) implements it; remote backends
-(Jupyter Kernel/Enterprise Gateway, Kaggle GPU batch) can implement the same five operations.
+(Jupyter Kernel/Enterprise Gateway in :mod:`bot.kernels.gateway`, Kaggle GPU batch) implement
+the same five operations.
+
+``start(owner)`` receives an opaque id of the user the kernel is for (the service's user key),
+or None for a spare the warm pool starts before anyone asks. A backend that bills or limits
+kernels per user on the far side (a gateway's ``KERNEL_USERNAME``) sets ``owner_bound``, and the
+pool then starts a kernel for its user when no spare is ready instead of an anonymous one.
 """
 
 from __future__ import annotations
 
 import time
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from bot.kernels.jupyter import ExecOutcome, ExecReply, OutputSink
 
-__all__ = ["ExecOutcome", "ExecReply", "KernelBackend", "KernelHandle", "KernelUsage", "OutputSink"]
+__all__ = [
+    "BackendState",
+    "ExecOutcome",
+    "ExecReply",
+    "KernelBackend",
+    "KernelHandle",
+    "KernelUsage",
+    "OutputSink",
+]
 
 
 @dataclass(frozen=True, slots=True)
@@ -24,6 +38,19 @@ class KernelUsage:
     tasks: int  # processes + threads: what RLIMIT_NPROC counts
     processes: int
     rss_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class BackendState:
+    """What ``/run --info`` can say about a backend right now (None: the backend cannot tell)."""
+
+    name: str
+    reachable: bool
+    kernels_in_use: int | None = None  # kernels this bot holds there (sessions + spares)
+    max_kernels: int | None = None  # the cap the operator configured for this backend
+    gpu: str | None = None
+    detail: str | None = None  # short, user-safe reason when not reachable
+    limits: tuple[str, ...] = field(default_factory=tuple)  # further limits, one phrase each
 
 
 class KernelHandle(ABC):
@@ -48,6 +75,7 @@ class KernelHandle(ABC):
 
 class KernelBackend(ABC):
     name: str = "backend"
+    owner_bound: bool = False  # kernels carry their user's id on the far side (see module doc)
 
     @property
     @abstractmethod
@@ -63,8 +91,9 @@ class KernelBackend(ABC):
         """Verify the backend can run kernels; raise SandboxUnavailable (with the fix) if not."""
 
     @abstractmethod
-    async def start(self) -> KernelHandle:
-        """Start a kernel and return once it answers (pre-imports done)."""
+    async def start(self, owner: str | None = None) -> KernelHandle:
+        """Start a kernel and return once it answers (pre-imports done). ``owner``: an opaque
+        id of the user it is for (None: a spare); backends that do not need it ignore it."""
 
     @abstractmethod
     async def execute(self, kernel: KernelHandle, code: str, sink: OutputSink) -> ExecReply:
@@ -79,12 +108,16 @@ class KernelBackend(ABC):
     async def shutdown(self, kernel: KernelHandle) -> None:
         """Stop the kernel for good, killing it and everything it started."""
 
-    async def restart(self, kernel: KernelHandle) -> KernelHandle:
+    async def restart(self, kernel: KernelHandle, owner: str | None = None) -> KernelHandle:
         """A fresh kernel in place of ``kernel`` (state lost). Default: shutdown + start."""
         await self.shutdown(kernel)
-        return await self.start()
+        return await self.start(owner)
 
     def usage(self, kernel: KernelHandle) -> KernelUsage | None:
+        return None
+
+    async def state(self) -> BackendState | None:
+        """Reachability, kernels in use / cap and GPU for ``/run --info``; None: not known."""
         return None
 
     def unsandboxed(self) -> KernelBackend | None:

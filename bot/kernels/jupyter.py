@@ -46,6 +46,8 @@ class ExecOutcome(StrEnum):
     FINISHED = "finished"  # execute_reply and the idle status arrived
     DIED = "died"  # the kernel process exited
     BROKEN = "broken"  # the connection dropped (oversized message, kernel closed sockets)
+    LOST = "lost"  # a remote kernel's connection dropped mid-run and could not be resumed
+    GONE = "gone"  # a remote kernel was no longer there (culled by its server); nothing ran
 
 
 @dataclass(frozen=True, slots=True)

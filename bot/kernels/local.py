@@ -129,8 +129,8 @@ class LocalBackend(KernelBackend):
                 await self._self_test()
             self._checked = True
 
-    async def start(self) -> LocalKernel:
-        await self.check()
+    async def start(self, owner: str | None = None) -> LocalKernel:
+        await self.check()  # ``owner`` is not needed: every local kernel is anonymous
         async with self._start_sem:
             return await self._start()
 
@@ -505,14 +505,47 @@ class LocalBackend(KernelBackend):
     # -- kernels -----------------------------------------------------------------------------
 
     async def _start(self) -> LocalKernel:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.limits.start_timeout_s
+        kernel, host_info = await self.launch(secrets.token_hex(32), deadline=deadline)
+        try:
+            async with asyncio.timeout_at(deadline):
+                kernel.conn = JupyterConnection(host_info, max_msg_bytes=self.max_msg_bytes())
+                kernel.conn.connect()
+                await kernel.conn.wait_ready()
+                # One silent cell warms IPython's first-execution paths, so a session's first
+                # run costs what any later run does.
+                await kernel.conn.execute(WARM_UP, lambda output, size: None, count=False)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._kill(kernel))
+            raise
+        except (TimeoutError, OSError, ConnectionError) as exc:
+            tail = kernel.stderr_tail.decode(errors="replace").strip()[-800:]
+            await self._kill(kernel)
+            raise KernelStartError(
+                detail=f"kernel {kernel.id} failed to start: {exc!r} {tail}"
+            ) from exc
+        log.debug("kernel %s started (uid %s)", kernel.id, kernel.uid)
+        return kernel
+
+    async def launch(
+        self, key: str, *, signature_scheme: str = "hmac-sha256", deadline: float | None = None
+    ) -> tuple[LocalKernel, ConnectionInfo]:
+        """Start one kernel process (in its sandbox) and wait until its sockets listen.
+
+        Returns the kernel and the connection info as seen from this host; nothing is connected
+        yet. ``start`` connects to it; the gateway kernelspec (:mod:`bot.kernels.kernelspec`)
+        proxies a gateway's connections to it, so both run the same sandbox command line.
+        """
+        if deadline is None:
+            deadline = asyncio.get_running_loop().time() + self.limits.start_timeout_s
         kernel_id = f"k{next(self._ids)}"
         directory = self.run_dir / kernel_id
         directory.mkdir(mode=0o700)
         uid = self._next_uid()
-        key = secrets.token_hex(32)
         connection_file = directory / "connection.json"
         kernel_ip = f"{sb.KERNEL_DIR}/ipc" if self._sandbox else str(directory / "ipc")
-        info = ConnectionInfo("ipc", kernel_ip, key, dict(IPC_PORTS))
+        info = ConnectionInfo("ipc", kernel_ip, key, dict(IPC_PORTS), signature_scheme)
         connection_file.write_text(json.dumps(info.as_kernel_json(kernel_ip)))
         connection_file.chmod(0o400)
         if uid is not None:
@@ -552,21 +585,15 @@ class LocalBackend(KernelBackend):
         kernel._tasks.append(asyncio.create_task(self._watch(kernel)))
         kernel._tasks.append(asyncio.create_task(drain_stderr(kernel)))
         try:
-            async with asyncio.timeout(self.limits.start_timeout_s):
+            async with asyncio.timeout_at(deadline):
                 if self._sandbox:
                     kernel.root_pid = await read_child_pid(read_fd, kernel)
                     orphans.record(directory, [proc.pid, kernel.root_pid])
                     ip = f"/proc/{kernel.root_pid}/root{kernel_ip}"
                 else:
                     ip = kernel_ip
-                host_info = ConnectionInfo("ipc", ip, key, dict(IPC_PORTS))
+                host_info = ConnectionInfo("ipc", ip, key, dict(IPC_PORTS), signature_scheme)
                 await wait_for_sockets(kernel_ip, kernel)
-                kernel.conn = JupyterConnection(host_info, max_msg_bytes=self._max_msg_bytes())
-                kernel.conn.connect()
-                await kernel.conn.wait_ready()
-                # One silent cell warms IPython's first-execution paths, so a session's first
-                # run costs what any later run does.
-                await kernel.conn.execute(WARM_UP, lambda output, size: None, count=False)
         except asyncio.CancelledError:
             await asyncio.shield(self._kill(kernel))
             raise
@@ -580,10 +607,10 @@ class LocalBackend(KernelBackend):
             if read_fd >= 0:
                 with contextlib.suppress(OSError):
                     os.close(read_fd)
-        log.debug("kernel %s started (uid %s)", kernel_id, uid)
-        return kernel
+        return kernel, host_info
 
-    def _max_msg_bytes(self) -> int:
+    def max_msg_bytes(self) -> int:
+        """The largest Jupyter message accepted from a kernel: one capped output, twice over."""
         image_b64 = self.limits.max_image_bytes * 4 // 3
         return max(self.limits.output_bytes, image_b64) * 2 + (64 << 10)
 

@@ -49,13 +49,20 @@ class WarmPool:
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
 
-    async def take(self, on_queued: OnQueued | None = None) -> KernelHandle:
-        """A started kernel: a spare at once, else the next one that finishes starting."""
+    async def take(
+        self, on_queued: OnQueued | None = None, owner: str | None = None
+    ) -> KernelHandle:
+        """A started kernel: a spare at once, else the next one that finishes starting.
+
+        For an ``owner_bound`` backend with no spare ready, a kernel is started for ``owner``
+        (so the far side sees whose it is) instead of waiting for an anonymous one."""
         if self._closed:
             raise ServiceClosed()
         self._drop_dead()
         if self._ready:
             return self._ready.popleft()
+        if owner is not None and self.backend.owner_bound:
+            return await self.backend.start(owner)
         fut: asyncio.Future[KernelHandle] = asyncio.get_running_loop().create_future()
         self._waiters.append(fut)
         self.fill()

@@ -161,11 +161,15 @@ async def read_child_pid(fd: int, kernel: LocalKernel) -> int:
         transport.close()
 
 
-async def wait_for_sockets(kernel_ip: str, kernel: LocalKernel) -> None:
+async def wait_for_sockets(
+    kernel_ip: str,
+    kernel: LocalKernel,
+    channels: tuple[str, ...] = ("shell", "iopub", "control"),
+) -> None:
     """Connect only once the kernel listens on its sockets: we never reconnect later, so a
     first connect to a socket that is not listening yet would be lost. The kernel's network
     namespace lists its listening unix sockets in /proc/PID/net/unix."""
-    wanted = {f"{kernel_ip}-{IPC_PORTS[name]}" for name in ("shell", "iopub", "control")}
+    wanted = {f"{kernel_ip}-{IPC_PORTS[name]}" for name in channels}
     table = Path(f"/proc/{kernel.root_pid or kernel.proc.pid}/net/unix")
     delay = 0.005
     while not wanted <= _listening_unix_sockets(table):

@@ -47,8 +47,13 @@ from bot.kernels.verdict import duration, image_notices, verdict
 log = logging.getLogger(__name__)
 
 MAX_CODE_CHARS = 100_000
+GONE_NOTICE = "Your session ended on the server; variables are gone. This is a fresh one."
 ENDED_MEMORY = 2000
 PACKAGES = ("numpy", "pandas", "matplotlib")
+
+
+class _KernelGone(Exception):
+    """The session's remote kernel was gone (culled) before the code started."""
 
 
 @dataclass(eq=False)
@@ -200,7 +205,7 @@ class KernelService:
         self._busy_users.add(user_key)
         try:
             async with self._key_lock(session_key):
-                return await self._run(session_key, code, on_queued)
+                return await self._run(session_key, user_key, code, on_queued)
         finally:
             self._busy_users.discard(user_key)
 
@@ -250,26 +255,31 @@ class KernelService:
             if users[0] == 0:
                 del self._key_locks[key]
 
-    async def _run(self, key: str, code: str, on_queued: OnQueued | None) -> RunResult:
+    async def _run(self, key: str, owner: str, code: str, on_queued: OnQueued | None) -> RunResult:
         if len(code) > MAX_CODE_CHARS:
             notice = f"Your code is too long (over {MAX_CODE_CHARS:,} characters)."
             return RunResult((), RunStatus.ERROR, notices=(notice,))
         code = code.encode("utf-8", "replace").decode("utf-8")  # lone surrogates from chat
-        session, notices, fresh = await self._session_for(key, on_queued)
-        session.busy = True
-        try:
-            async with self._slots.slot(on_queued):
-                return await self._execute(session, code, notices)
-        finally:
-            session.busy = False
-            session.last_used = self._clock()
-            if fresh:
-                self._pool.fill()  # replace the spare only now: a start would slow this run
-            if self._capacity.waiting:
-                await self._make_room()
+        for attempt in range(2):
+            session, notices, fresh = await self._session_for(key, owner, on_queued)
+            session.busy = True
+            try:
+                async with self._slots.slot(on_queued):
+                    return await self._execute(session, code, notices, may_retry=attempt == 0)
+            except _KernelGone:
+                pass  # a remote kernel culled by its server: once more on a fresh one
+            finally:
+                session.busy = False
+                session.last_used = self._clock()
+                if fresh:
+                    self._pool.fill()  # replace the spare only now: a start would slow this run
+                if self._capacity.waiting:
+                    await self._make_room()
+            await self._end_session(session, GONE_NOTICE)
+        raise AssertionError("unreachable: the second attempt never raises _KernelGone")
 
     async def _session_for(
-        self, key: str, on_queued: OnQueued | None
+        self, key: str, owner: str, on_queued: OnQueued | None
     ) -> tuple[_Session, list[str], bool]:
         session = self._sessions.get(key)
         if session is not None:
@@ -282,7 +292,7 @@ class KernelService:
             notices.append(ended)
         await self._capacity.acquire(on_queued, self._make_room)
         try:
-            kernel = await self._pool.take(on_queued)
+            kernel = await self._pool.take(on_queued, owner=owner)
         except BaseException:
             self._capacity.release()
             raise
@@ -340,7 +350,9 @@ class KernelService:
             except Exception:
                 log.exception("session reaper failed")
 
-    async def _execute(self, session: _Session, code: str, notices: list[str]) -> RunResult:
+    async def _execute(
+        self, session: _Session, code: str, notices: list[str], *, may_retry: bool = False
+    ) -> RunResult:
         limits = self.limits
         kernel = session.kernel
         collector = Collector(limits)
@@ -379,6 +391,8 @@ class KernelService:
             else:
                 log.error("execute failed on %s", kernel, exc_info=exec_task.exception())
                 reply = ExecReply(ExecOutcome.DIED)
+        if may_retry and reply is not None and reply.outcome is ExecOutcome.GONE:
+            raise _KernelGone()
         outputs = collector.outputs(interrupted=interrupted)
         if not killed and kernel.alive:
             usage = self._backend.usage(kernel)

@@ -24,6 +24,20 @@ def verdict(
     if cancel_reason is not None:
         why = "your session was reset" if cancel_reason == "reset" else "the runner shut down"
         return RunStatus.CANCELLED, f"Stopped: {why}.", []
+    if reply is not None and reply.outcome is ExecOutcome.GONE:
+        return (
+            RunStatus.CRASHED,
+            "Your session ended on the server before your code ran; variables are gone. "
+            "Please send it again.",
+            [],
+        )
+    if reply is not None and reply.outcome is ExecOutcome.LOST:
+        how = exit_description or "the connection to the kernel server was lost"
+        return (
+            RunStatus.CRASHED,
+            f"Interrupted: {how}. Output that arrived is shown; your session was reset.",
+            [],
+        )
     if reply is not None and reply.outcome is ExecOutcome.DIED:
         how = exit_description or "it stopped"
         if "SIGKILL" in how:
