@@ -27,7 +27,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from bot import logs
-from bot.settings import Settings, SettingsError, effective, load_settings, secret_values
+from bot.settings import (
+    Origin,
+    Settings,
+    SettingsError,
+    effective,
+    load_settings,
+    secret_values,
+)
 
 if TYPE_CHECKING:
     from bot.core.app import Core
@@ -62,7 +69,7 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _settings() -> tuple[Settings, dict[tuple[str, ...], object]]:
+def _settings() -> tuple[Settings, dict[tuple[str, ...], Origin]]:
     try:
         settings, origins = load_settings()
     except SettingsError as exc:
@@ -130,8 +137,8 @@ def _claim(core: Core) -> None:
         raise StartError(str(exc)) from None
 
 
-def _config(settings: Settings, origins: dict[tuple[str, ...], object]) -> int:
-    rows = effective(settings, origins)  # type: ignore[arg-type]
+def _config(settings: Settings, origins: dict[tuple[str, ...], Origin]) -> int:
+    rows = effective(settings, origins)
     width = max(len(k) for k, _, _ in rows)
     for key, value, origin in rows:
         print(f"{key:<{width}}  {value}  [{origin}]")

@@ -18,6 +18,7 @@ from bot.core.models import (
     Image,
     Inbound,
     Reply,
+    Tone,
     bold,
     code,
     codeblock,
@@ -148,8 +149,10 @@ def result_reply(result: RunResult, *, queued: int = 0) -> Reply:
     if queued > 1:
         footer += f" · waited in the queue (position {queued})"
     blocks.append(para(italic(footer)))
-    tone = "ok" if result.ok else ("error" if result.status is not RunStatus.ERROR else "warn")
-    return Reply(tuple(blocks), images=tuple(images), files=tuple(files), tone=tone)  # type: ignore[arg-type]
+    tone: Tone = (
+        "ok" if result.ok else ("error" if result.status is not RunStatus.ERROR else "warn")
+    )
+    return Reply(tuple(blocks), images=tuple(images), files=tuple(files), tone=tone)
 
 
 def info_reply(info: KernelInfo) -> Reply:

@@ -61,15 +61,6 @@ class KnowledgeBase:
     def suggest(self, word: str, extra: Iterable[str] = (), n: int = 3) -> list[str]:
         return did_you_mean(normalize(word), [*self.names, *extra], n=n)
 
-    def match_message(self, text: str) -> KnownMessage | None:
-        """The known platform message whose wording occurs in ``text`` (see knowledge.match)."""
-        from knowledge.match import match
-
-        for hit in match(self, text).hits:
-            if hit.reason == "wording" and isinstance(hit.entry, KnownMessage):
-                return hit.entry
-        return None
-
     def label(self, pid: str) -> str:
         p = self.platforms.get(pid)
         return p.name if p else pid

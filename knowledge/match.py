@@ -438,3 +438,11 @@ def generic_checks(result: Result) -> list[str]:
     if result.platform:
         checks.append(f"Worked before and nothing changed? /status {result.platform}")
     return checks
+
+
+def known_message(kb: KnowledgeBase, text: str) -> KnownMessage | None:
+    """The known platform message whose wording occurs in ``text``."""
+    for hit in match(kb, text).hits:
+        if hit.reason == "wording" and isinstance(hit.entry, KnownMessage):
+            return hit.entry
+    return None

@@ -18,9 +18,13 @@ from dataclasses import dataclass
 
 from knowledge.schema import Fact, Platform
 
+_INVERSE: dict[Fact, Fact] = {"yes": "no", "no": "yes", "partial": "partial", "unknown": "unknown"}
+_BANDWIDTH: dict[str, Fact] = {"low": "yes", "medium": "partial", "high": "no"}
+_COLLAB: dict[str, Fact] = {"realtime": "yes", "sharing": "partial", "none": "no"}
+
 
 def _invert(f: Fact) -> Fact:
-    return {"yes": "no", "no": "yes"}.get(f, f)  # type: ignore[return-value]
+    return _INVERSE[f]
 
 
 @dataclass(frozen=True)
@@ -42,18 +46,14 @@ NEEDS: dict[str, Need] = {
         Need(
             "low-bandwidth",
             "light on bandwidth",
-            lambda p: {"low": "yes", "medium": "partial", "high": "no"}.get(
-                p.access.bandwidth, "unknown"
-            ),  # type: ignore[arg-type,return-value]
+            lambda p: _BANDWIDTH.get(p.access.bandwidth, "unknown"),
         ),
         Need("persistent", "keeps your files", lambda p: p.storage.persistent),
         Need("private", "private notebooks", lambda p: p.private),
         Need(
             "collab",
             "real-time collaboration",
-            lambda p: {"realtime": "yes", "sharing": "partial", "none": "no"}.get(
-                p.collaboration, "unknown"
-            ),  # type: ignore[arg-type,return-value]
+            lambda p: _COLLAB.get(p.collaboration, "unknown"),
         ),
         Need("internet", "internet from the notebook (pip install)", lambda p: p.access.internet),
         Need("r", "runs R", lambda p: "yes" if "r" in p.languages else "no"),

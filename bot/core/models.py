@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 Platform = Literal["console", "telegram", "discord", "test"]
+Tone = Literal["info", "ok", "warn", "error"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,12 +144,12 @@ class Reply:
     images: tuple[Image, ...] = ()
     files: tuple[Attachment, ...] = ()
     ephemeral: bool = False  # "only you can see this" where the platform supports it
-    tone: Literal["info", "ok", "warn", "error"] = "info"  # adapters may colour by it
+    tone: Tone = "info"  # adapters may colour by it
     title: str | None = None  # a short heading (embed title on Discord)
 
     @staticmethod
     def of(*blocks: Block, **kw: object) -> Reply:
-        return Reply(blocks=tuple(blocks), **kw)  # type: ignore[arg-type]
+        return Reply(blocks=tuple(blocks), **kw)  # type: ignore[arg-type]  # kw are Reply's own fields
 
 
 @dataclass(frozen=True, slots=True)

@@ -93,7 +93,7 @@ def decide(
             downtime = at - state.problem_since if state.problem_since is not None else None
             event = AlertEvent("recovered", status, at, state.problem_since, downtime)
             return replace(st, last_alerted=status, last_alert_at=at, problem_since=None), event
-        kind: AlertKind = "maintenance" if status == "maintenance" else status  # type: ignore[assignment]
+        kind: AlertKind = "maintenance" if status == "maintenance" else status  # type: ignore[assignment]  # cat != "ok" leaves down/degraded
         event = AlertEvent(kind, status, at, problem_since)
         return replace(
             st, last_alerted=status, last_alert_at=at, problem_since=problem_since

@@ -15,6 +15,7 @@ import itertools
 import statistics
 from collections.abc import Sequence
 from datetime import UTC, datetime
+from typing import Any
 
 from bot.monitor.history import SPANS, Point, span_label
 
@@ -146,7 +147,7 @@ def render_png(
     return _png(fig, dpi)
 
 
-def _draw(ax, ribbon, points: Sequence[Point], now: float, span: str) -> None:  # type: ignore[no-untyped-def]
+def _draw(ax: Any, ribbon: Any, points: Sequence[Point], now: float, span: str) -> None:
     import matplotlib.dates as mdates
     from matplotlib.patches import Patch
 
@@ -196,9 +197,9 @@ def _draw(ax, ribbon, points: Sequence[Point], now: float, span: str) -> None:  
     ax.tick_params(labelsize=12, labelbottom=False)
     ribbon.set_yticks([])
     ribbon.set_ylabel("status", fontsize=11, rotation=0, ha="right", va="center")
-    locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=7)  # type: ignore[no-untyped-call]
+    locator = mdates.AutoDateLocator(tz=UTC, minticks=3, maxticks=7)  # type: ignore[no-untyped-call]  # matplotlib.dates is untyped
     ribbon.xaxis.set_major_locator(locator)
-    concise = mdates.ConciseDateFormatter(locator, tz=UTC, show_offset=False)  # type: ignore[no-untyped-call]
+    concise = mdates.ConciseDateFormatter(locator, tz=UTC, show_offset=False)  # type: ignore[no-untyped-call]  # matplotlib.dates is untyped
     concise.formats = ["%Y", "%b", "%d %b", "%H:%M", "%H:%M", "%S.%f"]
     concise.zero_formats = ["", "%Y", "%d %b", "%d %b", "%H:%M", "%H:%M"]
     ribbon.xaxis.set_major_formatter(concise)
@@ -223,7 +224,7 @@ def _wrap(text: str, n: int) -> str:
     return "\n".join(textwrap.wrap(text, n))
 
 
-def _png(fig, dpi: int) -> bytes:  # type: ignore[no-untyped-def]
+def _png(fig: Any, dpi: int) -> bytes:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=dpi)
     return buf.getvalue()

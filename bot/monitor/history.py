@@ -206,7 +206,7 @@ def bucket_status(up: int, degraded: int, down: int, maintenance: int, unknown: 
 # -- incidents -------------------------------------------------------------------------------
 def _incident(row: Iterable[object]) -> Incident:
     pid, status, started, ended, title, url, official = row
-    return Incident(pid, status, started, ended, title, url, bool(official))  # type: ignore[arg-type]
+    return Incident(pid, status, started, ended, title, url, bool(official))  # type: ignore[arg-type]  # the incidents table's columns
 
 
 _INC_COLS = "platform, status, started_at, ended_at, title, url, official"

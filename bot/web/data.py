@@ -512,7 +512,7 @@ class CachedStatusData:
     async def _get(self, key: tuple[Any, ...], read: Callable[[], Awaitable[T]]) -> T:
         hit = self._done.get(key)
         if hit is not None and self._monotonic() - hit[0] < self.ttl_s:
-            return hit[1]  # type: ignore[no-any-return]
+            return hit[1]  # type: ignore[no-any-return]  # stored by this key's read() below
         fut = self._inflight.get(key)
         if fut is None:
             fut = asyncio.ensure_future(read())

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from knowledge.loader import DATA, KnowledgeBase, KnowledgeError, load
+from knowledge.match import known_message
 
 REQUIRED = {
     "colab",
@@ -57,10 +58,10 @@ def test_facts_are_dated_and_sourced(kb: KnowledgeBase) -> None:
 
 def test_known_messages_match_pasted_errors(kb: KnowledgeBase) -> None:
     pasted = "MessageError: Failed to assign a backend. There is a restriction in your location"
-    m = kb.match_message(pasted)
+    m = known_message(kb, pasted)
     assert m is not None and m.platform == "colab" and m.not_an_outage
     assert (
-        kb.match_message("There is no runtime available right now").platform
+        known_message(kb, "There is no runtime available right now").platform
         == "sagemaker-studio-lab"
     )
 

@@ -219,7 +219,7 @@ def slash_command(command: Command, handlers: Handlers) -> app_commands.Command[
             autocomplete[opt.name] = complete_several_platforms
         elif opt.autocomplete in completers and opt.type == "string":
             autocomplete[opt.name] = completers[opt.autocomplete]
-    callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]
+    callback.__signature__ = inspect.Signature(params)  # type: ignore[attr-defined]  # discord.py reads it for the options
     if descriptions:
         app_commands.describe(**descriptions)(callback)
     if choices:
