@@ -49,7 +49,7 @@ def duration(seconds: float) -> str:
     """A duration in words, short: ``45 s``, ``2.5 min``, ``10 min``, ``3 h 20 min``, ``2 d 4 h``."""
     s = max(0.0, float(seconds))
     if s < 60:
-        return f"{round(s, 1):g} s"
+        return f"{round(s, 1):g} s" if s < 10 else f"{round(s)} s"
     if s < 3600:
         minutes = s / 60
         return f"{round(minutes, 1):g} min" if minutes < 10 else f"{round(minutes)} min"

@@ -6,14 +6,10 @@ from __future__ import annotations
 from bot.core.context import Context
 from bot.core.errors import UserError
 from bot.core.models import Block, Inbound, Reply, code, para
+from bot.text import duration
 from handlers.common import need_monitor, split_platform
 from handlers.tips import entry_blocks
 from knowledge.match import match
-
-
-def _minutes(seconds: float | None) -> str:
-    m = max(1, round((seconds or 0) / 60))
-    return f"{m} min"
 
 
 async def report(ctx: Context, msg: Inbound) -> Reply:
@@ -52,13 +48,13 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
     if outcome.reason == "duplicate":
         blocks = [
             para(
-                f"You already reported {platform.name} recently; one report per person counts. Try again in {_minutes(outcome.retry_after_s)}."
+                f"You already reported {platform.name} recently; one report per person counts. Try again in {duration(outcome.retry_after_s or 0)}."
             )
         ]
     elif outcome.reason == "limit":
         blocks = [
             para(
-                f"That is a lot of reports from you; try again in {_minutes(outcome.retry_after_s)}."
+                f"That is a lot of reports from you; try again in {duration(outcome.retry_after_s or 0)}."
             )
         ]
     else:

@@ -42,7 +42,8 @@ from bot.kernels.local import LocalBackend
 from bot.kernels.models import ErrorOutput, KernelInfo, KernelLimits, RunResult, RunStatus
 from bot.kernels.pool import WarmPool
 from bot.kernels.scheduler import FairQueue, OnQueued, RateLimiter
-from bot.kernels.verdict import duration, image_notices, verdict
+from bot.kernels.verdict import image_notices, verdict
+from bot.text import duration
 
 log = logging.getLogger(__name__)
 

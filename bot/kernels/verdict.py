@@ -134,9 +134,3 @@ def _size(n: int) -> str:
     if n >= 1_000_000:
         return f"{n / 1_000_000:g} MB"
     return f"{n / 1000:g} kB"
-
-
-def duration(seconds: float) -> str:
-    if seconds < 60:
-        return f"{seconds:g} s"
-    return f"{seconds / 60:g} min"

@@ -19,6 +19,7 @@ import sqlite_utils
 from bot.monitor.db import dumps, loads
 from bot.monitor.settings import MonitorSettings
 from bot.monitor.verdict import Status
+from bot.text import duration
 
 AlertKind = Literal["down", "degraded", "maintenance", "recovered", "reminder"]
 ALL = "*"
@@ -108,19 +109,6 @@ def decide(
     return st, None
 
 
-def fmt_duration(seconds: float) -> str:
-    m = int(seconds // 60)
-    if m < 1:
-        return "under a minute"
-    if m < 60:
-        return f"{m} min"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h} h {m} min" if m else f"{h} h"
-    d, h = divmod(h, 24)
-    return f"{d} d {h} h"
-
-
 EMOJI = {"up": "✅", "degraded": "🟠", "down": "🔴", "maintenance": "🔧", "unknown": "❔"}
 
 
@@ -130,10 +118,10 @@ def render(
     """Plain text; adapters escape it for their markup."""
     lines: list[str]
     if event.kind == "recovered":
-        took = f" after {fmt_duration(event.downtime_s)}" if event.downtime_s is not None else ""
+        took = f" after {duration(event.downtime_s)}" if event.downtime_s is not None else ""
         lines = [f"{EMOJI['up']} {name} is back up{took}."]
     elif event.kind == "reminder":
-        dur = f" for {fmt_duration(event.at - event.since)}" if event.since is not None else ""
+        dur = f" for {duration(event.at - event.since)}" if event.since is not None else ""
         lines = [f"{EMOJI[event.status]} {name} is still {event.status}{dur}."]
     elif event.kind == "maintenance":
         lines = [f"{EMOJI['maintenance']} {name}: scheduled maintenance in progress."]

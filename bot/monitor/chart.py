@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from bot.monitor.history import SPANS, Point, span_label
+from bot.text import duration
 
 BAND = {
     "up": "#2e7d32",
@@ -34,16 +35,6 @@ MIN_BAND_FRACTION = 0.006  # a problem band is never thinner than this share of 
 
 def _hhmm(ts: float) -> str:
     return datetime.fromtimestamp(ts, UTC).strftime("%d %b %H:%M UTC").lstrip("0")
-
-
-def _duration(s: float) -> str:
-    m = round(s / 60)
-    if m < 60:
-        return f"{m} min"
-    h, m = divmod(m, 60)
-    if h < 48:
-        return f"{h} h {m:02d} min" if m else f"{h} h"
-    return f"{h // 24} d {h % 24} h"
 
 
 def _step(points: Sequence[Point]) -> float:
@@ -103,12 +94,12 @@ def summary(points: Sequence[Point], now: float) -> str:
     segs = segments(points, now)
     for start, stop, status in segs:
         totals[status] = totals.get(status, 0.0) + (stop - start)
-    parts = [f"{WORD[s]} {_duration(totals[s])}" for s in WORD if totals.get(s)]
+    parts = [f"{WORD[s]} {duration(totals[s])}" for s in WORD if totals.get(s)]
     if not parts:
         parts.append("up whenever checked" if totals.get("up") else "status unknown")
     missing = (segs[-1][1] - segs[0][0]) - sum(totals.values()) if segs else 0.0
     if missing > 2 * _step(points):
-        parts.append(f"no data for {_duration(missing)}")
+        parts.append(f"no data for {duration(missing)}")
     elif parts == ["up whenever checked"]:
         parts = ["up the whole time"]
     return ", ".join(parts)

@@ -12,6 +12,7 @@ from bot.monitor.evidence import Evidence
 from bot.monitor.history import Incident, Uptime, last_incidents, uptimes
 from bot.monitor.reports import Reports, ReportSummary
 from bot.monitor.verdict import OFFLINE_LINE, Confidence, MachineState, Status, headline
+from bot.text import ago
 from knowledge.schema import Platform
 
 EMOJI: dict[str, str] = {
@@ -38,7 +39,7 @@ class EvidenceLine:
     @property
     def text(self) -> str:
         """``"HTTP 503 from colab.research.google.com (2 min ago)"``."""
-        return f"{self.line} ({fmt_age(self.age_s)})"
+        return f"{self.line} ({ago(self.age_s)})"
 
 
 @dataclass(frozen=True, slots=True)
@@ -100,7 +101,7 @@ class VerdictView:
         if self.age_s is None:
             parts.append("checking now" if self.checking else "not checked yet")
         else:
-            parts.append(fmt_age(self.age_s) + (", checking again" if self.checking else ""))
+            parts.append(ago(self.age_s) + (", checking again" if self.checking else ""))
         return " · ".join(parts)
 
     def lines(self) -> list[str]:
@@ -115,7 +116,7 @@ class VerdictView:
             out.append(f"  uptime 24h {pct(u.h24)} · 7d {pct(u.d7)} · 30d {pct(u.d30)}{avg}")
         inc = self.last_incident
         if inc is not None:
-            when = "ongoing" if inc.ongoing else f"ended {fmt_age(self.now - (inc.ended_at or 0))}"
+            when = "ongoing" if inc.ongoing else f"ended {ago(self.now - (inc.ended_at or 0))}"
             out.append(f"  last incident: {inc.status} '{inc.title}' ({when})")
         if self.stale and self.monitored:
             out.append("  (stale: not checked within its interval)")
@@ -125,17 +126,6 @@ class VerdictView:
 def pct(x: float | None) -> str:
     """An uptime ratio as ``99.5%``; ``?`` when there is no history yet."""
     return "?" if x is None else f"{x * 100:.1f}%"
-
-
-def fmt_age(age_s: float) -> str:
-    a = max(0, int(age_s))
-    if a < 60:
-        return "just now" if a < 5 else f"{a} s ago"
-    if a < 3600:
-        return f"{a // 60} min ago"
-    if a < 2 * 86400:
-        return f"{a // 3600} h ago"
-    return f"{a // 86400} d ago"
 
 
 def load_views(

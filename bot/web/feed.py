@@ -11,8 +11,9 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 from xml.etree import ElementTree as ET
 
+from bot.text import duration
 from bot.web.data import IncidentView
-from bot.web.templates import duration, iso
+from bot.web.templates import iso
 
 ATOM = "http://www.w3.org/2005/Atom"
 

@@ -13,7 +13,8 @@ from importlib import resources
 
 import jinja2
 
-from bot.monitor.view import fmt_age, pct
+from bot.monitor.view import pct
+from bot.text import ago, duration
 from bot.web.charts import runs, sparkline
 from bot.web.data import safe_url
 
@@ -45,18 +46,6 @@ def until(end: float | None, start: float) -> str:
     return datetime.fromtimestamp(end, UTC).strftime("%H:%M UTC") if same else utc(end)
 
 
-def duration(seconds: float) -> str:
-    s = max(0, int(seconds))
-    if s < 60:
-        return f"{s} s"
-    if s < 3600:
-        return f"{s // 60} min"
-    if s < 2 * 86400:
-        h, m = divmod(s // 60, 60)
-        return f"{h} h {m} min" if m else f"{h} h"
-    return f"{s // 86400} d {s % 86400 // 3600} h"
-
-
 @dataclass(frozen=True, slots=True)
 class Site:
     title: str
@@ -73,7 +62,7 @@ def environment() -> jinja2.Environment:
         auto_reload=False,
     )
     env.filters.update(
-        age=fmt_age,
+        age=ago,
         pct=pct,
         iso=iso,
         utc=utc,

@@ -9,7 +9,6 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bot.kernels.kaggle.budget import human_duration
 from bot.kernels.kaggle.client import (
     ApiErrorKind,
     KaggleApiError,
@@ -22,6 +21,7 @@ from bot.kernels.kaggle.client import (
 from bot.kernels.kaggle.runner import KaggleInfo
 from bot.kernels.kaggle.script import build_script, parse_log, parse_result, plot_index
 from bot.kernels.kaggle.settings import KaggleSettings
+from bot.text import duration
 from tests.fakes.kaggle_api import KaggleFake, kaggle_log
 
 
@@ -142,10 +142,10 @@ def test_the_script_holds_the_code_only_as_base64() -> None:
 
 
 def test_human_durations() -> None:
-    assert human_duration(40) == "40 s"
-    assert human_duration(300) == "5 min"
-    assert human_duration(3 * 3600 + 20 * 60) == "3 h 20 min"
-    assert human_duration(-5) == "0 s"
+    assert duration(40) == "40 s"
+    assert duration(300) == "5 min"
+    assert duration(3 * 3600 + 20 * 60) == "3 h 20 min"
+    assert duration(-5) == "0 s"
 
 
 def test_info_line() -> None:

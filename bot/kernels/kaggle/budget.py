@@ -18,21 +18,12 @@ from bot.kernels.kaggle import ledger
 from bot.kernels.kaggle.client import KaggleApiError, Quota
 from bot.kernels.kaggle.settings import KaggleSettings
 from bot.store import Store
+from bot.text import duration
 
 log = logging.getLogger(__name__)
 
 DAY = 86400.0
 WEEK = 7 * DAY
-
-
-def human_duration(seconds: float) -> str:
-    seconds = max(0.0, seconds)
-    if seconds < 90:
-        return f"{round(seconds)} s"
-    if seconds < 3600:
-        return f"{round(seconds / 60)} min"
-    hours, rest = divmod(round(seconds / 60), 60)
-    return f"{hours} h {rest} min" if rest else f"{hours} h"
 
 
 def utc_hhmm(ts: float) -> str:
@@ -78,7 +69,7 @@ class Budgets:
         if user_left < s.min_run_s:
             raise GpuBudgetExceeded(
                 f"You have used your {s.user_daily_gpu_minutes:g} GPU minutes for today. "
-                f"They come back at 00:00 UTC (in {human_duration(day_start + DAY - now)}).",
+                f"They come back at 00:00 UTC (in {duration(day_start + DAY - now)}).",
                 detail=f"user {user_key} used {user_used:.0f} s today",
             )
         if week_left < s.min_run_s:

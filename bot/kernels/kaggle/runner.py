@@ -47,7 +47,7 @@ from bot.kernels.errors import (
     ServiceClosed,
 )
 from bot.kernels.kaggle import ledger
-from bot.kernels.kaggle.budget import Budgets, human_duration
+from bot.kernels.kaggle.budget import Budgets
 from bot.kernels.kaggle.client import (
     ACTIVE,
     CANCEL_ACKNOWLEDGED,
@@ -84,6 +84,7 @@ from bot.kernels.models import (
 )
 from bot.kernels.scheduler import FairQueue
 from bot.store import Store
+from bot.text import duration
 
 log = logging.getLogger(__name__)
 
@@ -156,11 +157,11 @@ class KaggleInfo:
         line = (
             f"Kaggle {self.gpu} (batch, no state between runs): {self.running}/"
             f"{self.max_concurrent} running, {self.queued} queued; up to "
-            f"{human_duration(self.wall_s)} per run, {self.user_daily_gpu_minutes:g} GPU min "
+            f"{duration(self.wall_s)} per run, {self.user_daily_gpu_minutes:g} GPU min "
             f"per user per day, {self.weekly_gpu_hours:g} GPU h per week for the bot"
         )
         if self.account_quota is not None:
-            line += f"; account quota left {human_duration(self.account_quota.left_s)}"
+            line += f"; account quota left {duration(self.account_quota.left_s)}"
         return line
 
 
@@ -583,10 +584,10 @@ class KaggleRunner:
                     await self.store.call(lambda db: ledger.mark_running(db, slug, now))
                     await progress.say(f"▶ Running on a {gpu} now.", force=True)
                 elif status.state == RUNNING and job.running_at is not None:
-                    so_far = human_duration(now - job.running_at)
+                    so_far = duration(now - job.running_at)
                     await progress.say(f"⏳ Running on a {gpu}, {so_far} so far.")
                 elif status.state == QUEUED:
-                    waited = human_duration(now - pushed_at)
+                    waited = duration(now - pushed_at)
                     await progress.say(f"⏳ Still in Kaggle's queue ({waited} so far).")
                 return None
             if status.state in TERMINAL:
@@ -647,13 +648,13 @@ class KaggleRunner:
             waited += max(0.0, (started or job.pushed_at) - job.pushed_at)
         if job.outcome == QUEUE_TIMEOUT:
             notices.append(
-                f"Kaggle did not start the run within {human_duration(s.queue_timeout_s)}, so "
+                f"Kaggle did not start the run within {duration(s.queue_timeout_s)}, so "
                 "it was cancelled. Kaggle's free GPUs may be busy: try again later."
             )
             return RunResult((), RunStatus.TIMEOUT, notices=tuple(notices))
         if job.outcome == RUN_TIMEOUT:
             notices.append(
-                f"Stopped: your code ran longer than {human_duration(job.limit_s)} on the GPU "
+                f"Stopped: your code ran longer than {duration(job.limit_s)} on the GPU "
                 "(the limit for this run); the Kaggle session was deleted."
             )
             return RunResult((), RunStatus.TIMEOUT, notices=tuple(notices), duration_s=job.limit_s)
@@ -675,9 +676,7 @@ class KaggleRunner:
             notices.append("The run was cancelled on Kaggle's side.")
         elif job.outcome == "error" and self._ran_out_of_time(job):
             status = RunStatus.TIMEOUT
-            notices.append(
-                f"Stopped by Kaggle: the code ran longer than {human_duration(job.limit_s)}."
-            )
+            notices.append(f"Stopped by Kaggle: the code ran longer than {duration(job.limit_s)}.")
         else:
             status = RunStatus.CRASHED
             if job.outcome == "error":
@@ -691,16 +690,16 @@ class KaggleRunner:
         if listing is not None and listing.more_pages:
             notices.append("Kaggle listed more output files than the bot reads.")
         if waited >= 1:
-            notices.append(f"Waited {human_duration(waited)} for Kaggle's GPU.")
+            notices.append(f"Waited {duration(waited)} for Kaggle's GPU.")
         notices.append(BATCH_NOTICE.format(gpu=gpu))
-        duration = 0.0
+        ran_s = 0.0
         if job.running_at is not None and job.ended_at is not None:
-            duration = max(0.0, job.ended_at - job.running_at)
+            ran_s = max(0.0, job.ended_at - job.running_at)
         return RunResult(
             outputs=tuple(outputs),
             status=status,
             notices=tuple(notices),
-            duration_s=duration,
+            duration_s=ran_s,
             images_dropped=images_dropped,
             output_truncated=truncated,
         )
