@@ -65,7 +65,10 @@ def _parser() -> argparse.ArgumentParser:
     probe = sub.add_parser("probe", help="check platforms now and print the verdicts")
     probe.add_argument("platform", nargs="?", help="one platform (default: all)")
     sub.add_parser("web", help="serve the status page, API and metrics (and chat adapters)")
-    sub.add_parser("config", help="print the effective settings and where each came from")
+    config = sub.add_parser("config", help="print the effective settings and where each came from")
+    config.add_argument(
+        "--reference", action="store_true", help="every setting as Markdown (docs/settings.md)"
+    )
     return p
 
 
@@ -100,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
+    if args.cmd == "config" and args.reference:
+        from bot.settings import reference
+
+        print(reference(), end="")
+        return 0
     settings, origins = _settings()
     if args.cmd == "config":
         return _config(settings, origins)

@@ -475,3 +475,40 @@ def secret_values(settings: BaseModel) -> list[str]:
         elif isinstance(value, dict):
             out += [s for v in value.values() if isinstance(v, BaseModel) for s in secret_values(v)]
     return out
+
+
+def reference() -> str:
+    """Every setting as a Markdown table (``docs/settings.md``): the variable, the file key,
+    the default and what it does. Generated from the model, so nothing documented is unused."""
+    lines = [
+        "# Settings",
+        "",
+        "Generated from `bot/settings.py` (`python -m bot config --reference`); a test keeps it",
+        "current. Sources, highest first: environment variables, a `.env` file, the TOML file",
+        "named by `NBHELP_CONFIG`, these defaults. `python -m bot config` shows the effective",
+        "values and where each came from.",
+        "",
+        "| variable | config file | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    defaults = Settings.model_construct()
+    for path in _walk_fields(Settings):
+        model: type[BaseModel] = Settings
+        value: Any = defaults
+        for part in path[:-1]:
+            sub = _section_model(model.model_fields[part])
+            assert sub is not None
+            model, value = sub, getattr(value, part)
+        info = model.model_fields[path[-1]]
+        default = info.get_default(call_default_factory=True)
+        if isinstance(default, Path) or default is None or isinstance(default, str | int | float):
+            shown = "—" if default is None else f"`{default}`"
+        elif isinstance(default, tuple | list | dict):
+            shown = f"`{default!r}`" if len(repr(default)) < 60 else "(see the model)"
+        else:
+            shown = f"`{default}`"
+        if path == ("run", "max_running"):
+            shown = "one per core, at most 4"
+        about = (info.description or "").replace("|", "\\|")
+        lines.append(f"| `{_env_name(path)}` | `{_file_key(path)}` | {shown} | {about} |")
+    return "\n".join(lines) + "\n"

@@ -185,3 +185,19 @@ def test_config_command_shows_values_and_origins(tmp_path: Path) -> None:
     assert lines["run.wall_s"].split()[1] == "7.0" and "[NBHELP_RUN__WALL_S]" in lines["run.wall_s"]
     assert "dc-secret" not in done.stdout and "**********" in lines["discord.token"]
     assert "[default]" in lines["run.max_images"]
+
+
+def test_the_settings_reference_is_current() -> None:
+    """docs/settings.md lists exactly the settings the model has (regenerate it with
+    `python -m bot config --reference > docs/settings.md`)."""
+    from bot.settings import reference
+
+    assert (ROOT / "docs" / "settings.md").read_text() == reference()
+
+
+def test_every_setting_says_what_it_does() -> None:
+    from bot.settings import reference
+
+    rows = [line for line in reference().splitlines() if line.startswith("| `NBHELP_")]
+    assert len(rows) > 90
+    assert [r for r in rows if r.rstrip().endswith("|  |")] == []
