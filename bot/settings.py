@@ -398,8 +398,6 @@ def load_settings(**overrides: Any) -> tuple[Settings, dict[tuple[str, ...], Ori
         else None
     )
     file = read_config_file(file_path) if file_path is not None else {}
-    if problems:
-        raise SettingsError(problems)
     try:
         settings = Settings(**overrides)
     except ValidationError as exc:
@@ -422,6 +420,8 @@ def load_settings(**overrides: Any) -> tuple[Settings, dict[tuple[str, ...], Ori
             else:
                 problems.append(_describe_error(err, where, path))
         raise SettingsError(list(dict.fromkeys(problems))) from None
+    if problems:
+        raise SettingsError(problems)
     origins = {
         path: origin_of(
             path, init=overrides, environ=env, dotenv=dotenv, file=file, file_path=file_path
