@@ -403,6 +403,8 @@ def load_settings(**overrides: Any) -> tuple[Settings, dict[tuple[str, ...], Ori
     except ValidationError as exc:
         for err in exc.errors():
             path = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
+            if err.get("type") == "extra_forbidden" and path[:1] and path[0].startswith("nbhelp_"):
+                continue  # a .env name already reported above, with its did-you-mean
             found = {
                 sub: origin_of(
                     sub, init=overrides, environ=env, dotenv=dotenv, file=file, file_path=file_path
