@@ -45,7 +45,7 @@ async def attack(service: KernelService, code: str, name: str) -> tuple[RunResul
     result and the order in which the two finished. The bystander's session must come through
     with its state: the order depends on the machine's speed and is not asserted."""
     attacker = Runner(service, f"attacker:{name}")
-    bystander = Runner(service, f"bystander:{name}")
+    bystander = Runner(service, "bystander")
     # Both sessions warm; the bystander's session holds state the attack must not cost it.
     await asyncio.gather(attacker.ok("pass"), bystander.ok("kept = 'bystander state'"))
     order: list[str] = []
