@@ -7,6 +7,13 @@ dropped connection is never re-established (a kernel could otherwise swap its so
 symlink to some host socket). A dropped connection marks the kernel *broken*; the service then
 replaces it.
 
+A kernel can reach its own ZMQ streams and knows its HMAC key, so it can flood any channel with
+well-signed or garbage frames. The readers yield to the event loop after every message, and
+every byte received on every channel counts against a traffic budget: ``traffic_limit`` during
+a run, ``stray_limit`` between runs (a background thread). Past it the connection is dropped as
+a *flood* (:data:`FLOOD`) and the backend kills the kernel: a flooding kernel costs its own
+session, never the other chats.
+
 Shared by every backend that speaks the Jupyter protocol over ZMQ (the local sandbox today).
 """
 
@@ -40,6 +47,7 @@ OutputSink = Callable[[Output, int], None]
 
 CHANNELS = ("shell", "iopub", "control")
 DELIM = b"<IDS|MSG>"
+FLOOD = "flood"  # prefix of broken_reason when the kernel sent more than its traffic budget
 
 
 class ExecOutcome(StrEnum):
@@ -113,6 +121,7 @@ class JupyterConnection:
         max_msg_bytes: int,
         rcvhwm: int = 32,
         stray_limit: int | None = None,
+        traffic_limit: int | None = None,
     ) -> None:
         self.info = info
         self.max_msg_bytes = max_msg_bytes
@@ -137,10 +146,13 @@ class JupyterConnection:
         self.iopub_seen = asyncio.Event()
         self.broken = asyncio.Event()
         self.broken_reason = ""
-        self.stray_bytes = 0  # IOPub traffic that belonged to no running cell
+        self.stray_bytes = 0  # traffic on any channel between runs
         # Past this much of it between two runs (a background thread flooding), give up on the
         # kernel rather than spend the bot's CPU discarding its output.
         self.stray_limit = stray_limit if stray_limit is not None else 4 * max_msg_bytes
+        self.traffic = 0  # every byte received during the current run, on every channel
+        self.traffic_limit = traffic_limit if traffic_limit is not None else 16 * max_msg_bytes
+        self.received = 0  # every byte ever received (for the record and the tests)
         self.closed = False
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -207,6 +219,7 @@ class JupyterConnection:
         msg = self.session.msg("execute_request", content)
         current = _Exec(msg["header"]["msg_id"], sink)
         self.stray_bytes = 0
+        self.traffic = 0
         self._current = current
         try:
             self.session.send(self._sockets["shell"], msg)
@@ -262,10 +275,36 @@ class JupyterConnection:
                 parts = await sock.recv_multipart()
             except (asyncio.CancelledError, zmq.ZMQError):
                 return
+            if not self._count(sum(len(p) for p in parts)):
+                return  # over budget: the connection is gone
             try:
                 self._dispatch(name, parts)
             except Exception:  # a hostile kernel must never kill the reader
                 log.debug("dropped a malformed %s message", name, exc_info=True)
+            # A message that is already queued completes the await above without yielding;
+            # yield here, or a kernel that keeps sending would hold the event loop.
+            await asyncio.sleep(0)
+
+    def _count(self, size: int) -> bool:
+        """Charge ``size`` bytes to the budget; False (and the connection dropped) past it."""
+        self.received += size
+        if self._current is not None:
+            self.traffic += size
+            over, limit = self.traffic > self.traffic_limit, self.traffic_limit
+            when = "while your code ran"
+        else:
+            self.stray_bytes += size
+            over, limit, when = (
+                self.stray_bytes > self.stray_limit,
+                self.stray_limit,
+                "between runs",
+            )
+        if over and not self.broken.is_set():
+            self._mark_broken(
+                f"{FLOOD}: its kernel sent more than {limit / 1e6:.0f} MB to the bot {when}"
+            )
+            asyncio.get_running_loop().call_soon(self.close)
+        return not self.broken.is_set()
 
     def _parse(self, parts: list[bytes]) -> tuple[dict[str, Any], dict[str, Any], bytes] | None:
         try:
@@ -292,7 +331,7 @@ class JupyterConnection:
         if name == "iopub":
             current = self._current
             if parsed is None or current is None or parsed[1].get("msg_id") != current.msg_id:
-                self._stray(size)
+                self.iopub_seen.set()
                 return
             self.iopub_seen.set()
             header, _, raw_content = parsed
@@ -323,13 +362,6 @@ class JupyterConnection:
                 execution_count=count if isinstance(count, int) else None,
             )
             current.maybe_done()
-
-    def _stray(self, size: int) -> None:
-        self.iopub_seen.set()
-        self.stray_bytes += size
-        if self.stray_bytes > self.stray_limit and not self.broken.is_set():
-            self._mark_broken("too much output outside a run")
-            asyncio.get_running_loop().call_soon(self.close)
 
     def _on_iopub(self, current: _Exec, msg_type: Any, content: dict[str, Any], size: int) -> None:
         if msg_type == "status":

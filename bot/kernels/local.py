@@ -24,6 +24,7 @@ from bot.kernels.bootstrap import BOOTSTRAP, bootstrap_config
 from bot.kernels.errors import KernelStartError, SandboxUnavailable
 from bot.kernels.fence_settings import FenceSettings
 from bot.kernels.jupyter import (
+    FLOOD,
     IPC_PORTS,
     ConnectionInfo,
     ExecOutcome,
@@ -95,6 +96,7 @@ class LocalBackend(KernelBackend):
         self._own_run_dir = False
         self._fontlist: Path | None = None
         self._kernels: set[LocalKernel] = set()
+        self._guards: set[asyncio.Task[None]] = set()
         self._setup_lock = asyncio.Lock()
         self._checked = False
         self.name = "local-bwrap" if sandbox else "local-unsandboxed"
@@ -157,11 +159,12 @@ class LocalBackend(KernelBackend):
             if strays.remaining:
                 log.warning("kernel %s: %d strays survived; recycling", kernel.id, strays.remaining)
                 await self._kill(kernel)
-        if reply.outcome is ExecOutcome.BROKEN:
-            # A dropped connection often means the process is exiting: tell the two apart.
+        if reply.outcome is ExecOutcome.BROKEN and kernel.flood is None:
+            # A dropped connection often means the process is exiting (a segfault): tell the
+            # two apart. On a loaded machine the exit can trail the closed socket by seconds.
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(kernel.exited.wait(), 0.5)
-        if _ended(kernel):  # it may have died during the run (mypy cannot know)
+                await asyncio.wait_for(kernel.exited.wait(), BROKEN_EXIT_WAIT_S)
+        if _ended(kernel) and not kernel.killed:  # it died during the run (not by our hand)
             return ExecReply(ExecOutcome.DIED)
         return reply
 
@@ -225,6 +228,7 @@ class LocalBackend(KernelBackend):
     async def aclose(self) -> None:
         for kernel in list(self._kernels):
             await self._kill(kernel)
+        await asyncio.gather(*self._guards, return_exceptions=True)  # each ends with its kernel
         if self.fence is not None and self.fence.cgroups is not None:
             await self.fence.cgroups.aclose()
         if self._own_run_dir and self._run_dir is not None:
@@ -512,6 +516,7 @@ class LocalBackend(KernelBackend):
             async with asyncio.timeout_at(deadline):
                 kernel.conn = JupyterConnection(host_info, max_msg_bytes=self.max_msg_bytes())
                 kernel.conn.connect()
+                self._guard(kernel)
                 await kernel.conn.wait_ready()
                 # One silent cell warms IPython's first-execution paths, so a session's first
                 # run costs what any later run does.
@@ -583,7 +588,9 @@ class LocalBackend(KernelBackend):
         orphans.record(directory, [proc.pid])
         self._kernels.add(kernel)
         kernel._tasks.append(asyncio.create_task(self._watch(kernel)))
-        kernel._tasks.append(asyncio.create_task(drain_stderr(kernel)))
+        kernel._tasks.append(
+            asyncio.create_task(drain_stderr(kernel, limit=4 * self.max_msg_bytes()))
+        )
         try:
             async with asyncio.timeout_at(deadline):
                 if self._sandbox:
@@ -608,6 +615,34 @@ class LocalBackend(KernelBackend):
                 with contextlib.suppress(OSError):
                     os.close(read_fd)
         return kernel, host_info
+
+    def _guard(self, kernel: LocalKernel) -> None:
+        """Kill the kernel as soon as it floods (its connection's or stderr's traffic budget):
+        a flooding kernel must not keep burning CPU until its session expires."""
+        conn = kernel.conn
+        assert conn is not None
+
+        async def guard() -> None:
+            waits = {
+                asyncio.ensure_future(conn.broken.wait()),
+                asyncio.ensure_future(kernel.flooded.wait()),
+                asyncio.ensure_future(kernel.exited.wait()),  # ended otherwise: nothing to do
+            }
+            try:
+                await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+            finally:
+                for w in waits:
+                    w.cancel()
+            if conn.broken_reason.startswith(FLOOD):
+                kernel.flood = conn.broken_reason
+            if kernel.flood is not None and not kernel.killed:
+                log.warning("kernel %s stopped: %s", kernel.id, kernel.flood)
+                conn.fail_current(ExecOutcome.BROKEN)
+                await asyncio.shield(self._kill(kernel))
+
+        task = asyncio.create_task(guard())
+        self._guards.add(task)
+        task.add_done_callback(self._guards.discard)
 
     def max_msg_bytes(self) -> int:
         """The largest Jupyter message accepted from a kernel: one capped output, twice over."""
@@ -670,6 +705,7 @@ def _rmtree(path: Path) -> None:
 
 
 WARM_UP = "print(end='')"
+BROKEN_EXIT_WAIT_S = 5.0
 
 _SELF_TEST = r"""
 import json, os, sys

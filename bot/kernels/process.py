@@ -10,7 +10,7 @@ import signal
 from pathlib import Path
 
 from bot.kernels.backend import KernelHandle
-from bot.kernels.jupyter import IPC_PORTS, JupyterConnection
+from bot.kernels.jupyter import FLOOD, IPC_PORTS, JupyterConnection
 
 STDERR_TAIL = 4096
 
@@ -82,6 +82,9 @@ class LocalKernel(KernelHandle):
         self.exited = asyncio.Event()
         self.killed = False  # we killed it (as opposed to a crash)
         self.stderr_tail = b""
+        self.stderr_bytes = 0
+        self.flood: str | None = None  # why it was stopped for sending too much, if it was
+        self.flooded = asyncio.Event()
         self.cgroup: Path | None = None  # its cgroup v2, where the host delegates one
         self.strays_stopped = 0  # processes the last run left behind and the fence stopped
         self._tasks: list[asyncio.Task[None]] = []
@@ -97,6 +100,10 @@ class LocalKernel(KernelHandle):
 
     @property
     def exit_description(self) -> str | None:
+        if self.flood is not None:
+            return self.flood
+        if self.conn is not None and self.conn.broken_reason.startswith(FLOOD):
+            return self.conn.broken_reason
         code = self.proc.returncode
         if code is None:
             if self.conn is not None and self.conn.broken.is_set():
@@ -132,14 +139,26 @@ def _signal_name(num: int) -> str:
         return f"signal {num}"
 
 
-async def drain_stderr(kernel: LocalKernel) -> None:
-    """Keep the last few kB of the kernel's own stderr for diagnostics; never block it."""
+async def drain_stderr(kernel: LocalKernel, limit: int) -> None:
+    """Keep the last few kB of the kernel's own stderr for diagnostics; never block it.
+
+    Every byte counts: past ``limit`` (a flood through the sandbox's stderr pipe) the reading
+    stops and the kernel is marked flooded, for the backend to kill."""
     stream = kernel.proc.stderr
     if stream is None:
         return
     with contextlib.suppress(asyncio.CancelledError, OSError):
         while chunk := await stream.read(65536):
+            if kernel.flood is not None:
+                continue  # being killed: read to the end of the pipe so it closes, keep nothing
             kernel.stderr_tail = (kernel.stderr_tail + chunk)[-STDERR_TAIL:]
+            kernel.stderr_bytes += len(chunk)
+            if kernel.stderr_bytes > limit:
+                kernel.flood = (
+                    f"{FLOOD}: its kernel wrote more than {limit / 1e6:.0f} MB to its error stream"
+                )
+                kernel.flooded.set()
+            await asyncio.sleep(0)  # a pipe that is always full must not hold the loop
 
 
 async def read_child_pid(fd: int, kernel: LocalKernel) -> int:

@@ -38,6 +38,7 @@ from bot.kernels.errors import (
     ServiceClosed,
 )
 from bot.kernels.fence import strays_notice
+from bot.kernels.jupyter import FLOOD
 from bot.kernels.local import LocalBackend
 from bot.kernels.models import ErrorOutput, KernelInfo, KernelLimits, RunResult, RunStatus
 from bot.kernels.pool import WarmPool
@@ -306,6 +307,9 @@ class KernelService:
         now = self._clock()
         if not session.kernel.alive:
             how = session.kernel.exit_description or "stopped"
+            if how.startswith(FLOOD):
+                why = how.split(": ", 1)[-1]
+                return f"Your previous session was stopped: {why} (a flood). This is a fresh one."
             return f"Your previous session's kernel stopped ({how}); this is a fresh one."
         if now - session.last_used > self.limits.idle_timeout_s:
             minutes = duration(self.limits.idle_timeout_s)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from bot.kernels.backend import ExecOutcome, ExecReply, KernelUsage
 from bot.kernels.collector import Collector
+from bot.kernels.jupyter import FLOOD
 from bot.kernels.models import ErrorOutput, KernelLimits, RunStatus
 
 
@@ -24,6 +25,13 @@ def verdict(
     if cancel_reason is not None:
         why = "your session was reset" if cancel_reason == "reset" else "the runner shut down"
         return RunStatus.CANCELLED, f"Stopped: {why}.", []
+    if (exit_description or "").startswith(FLOOD):
+        why = (exit_description or "").split(f"{FLOOD}: ", 1)[-1]
+        return (
+            RunStatus.OUTPUT_LIMIT,
+            f"Your session was stopped: {why} (a flood). It was reset.",
+            [],
+        )
     if reply is not None and reply.outcome is ExecOutcome.GONE:
         return (
             RunStatus.CRASHED,

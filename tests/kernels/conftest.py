@@ -16,6 +16,7 @@ from bot.kernels import KernelService
 from tests.kernels.helpers import (
     ENV_SECRET,
     TEST_LIMITS,
+    TIMEOUT_LIMITS,
     TOKEN_VAR,
     Protected,
     Runner,
@@ -44,6 +45,28 @@ async def module_service(secret_env: None, protected: Protected) -> AsyncIterato
     await service.wait_until_warm()
     yield service
     await service.aclose()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module")
+async def timeout_service(secret_env: None, protected: Protected) -> AsyncIterator[KernelService]:
+    """A service whose wall limit is short: for the tests of the time limit itself."""
+    service = KernelService(TIMEOUT_LIMITS, protected_paths=protected.paths)
+    await service.start()
+    assert service.available, service.unavailable_reason
+    yield service
+    await service.aclose()
+
+
+@pytest.fixture
+def timeout_runner(
+    timeout_service: KernelService, request: pytest.FixtureRequest
+) -> Callable[..., Runner]:
+    """``timeout_runner("name")``: like ``runner``, on the short-wall service."""
+
+    def make(name: str = "main") -> Runner:
+        return Runner(timeout_service, f"{request.node.name}:{name}")
+
+    return make
 
 
 @pytest.fixture

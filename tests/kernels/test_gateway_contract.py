@@ -25,6 +25,9 @@ from tests.kernels.real_gateway import (
 )
 
 pytestmark = pytest.mark.slow
+# One service for the module: a wall limit short enough that the interrupt test does not wait
+# long, long enough that a loaded machine does not turn a normal run into a timeout.
+LIMITS = TEST_LIMITS.model_copy(update={"wall_s": 8.0})
 
 
 @pytest.fixture(scope="session")
@@ -80,8 +83,8 @@ async def service(
         max_kernels=10,
         start_timeout_s=60,
     )
-    backend = GatewayBackend(settings, TEST_LIMITS)
-    svc = KernelService(TEST_LIMITS, backend=backend)
+    backend = GatewayBackend(settings, LIMITS)
+    svc = KernelService(LIMITS, backend=backend)
     await svc.start()
     assert svc.available, svc.unavailable_reason
     yield svc
@@ -124,7 +127,9 @@ async def test_interrupt_stops_an_infinite_loop_and_keeps_variables(
     await run.ok("kept = 'yes'")
     result = await run("while True:\n    pass")
     assert result.status is RunStatus.TIMEOUT and not result.session_reset
-    assert result.notices == ("Stopped after 1.5 s (time limit). Your variables are kept.",)
+    assert result.notices == (
+        f"Stopped after {LIMITS.wall_s:g} s (time limit). Your variables are kept.",
+    )
     assert await run.ok("print(kept)") == "yes\n"
 
 

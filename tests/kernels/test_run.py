@@ -16,7 +16,7 @@ from bot.kernels import (
     RunStatus,
     StreamOutput,
 )
-from tests.kernels.helpers import TEST_LIMITS, Runner
+from tests.kernels.helpers import TEST_LIMITS, TIMEOUT_LIMITS, Runner
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -35,7 +35,7 @@ async def test_outputs_arrive_in_order(shared: Runner) -> None:
         StreamOutput("stdout", "three\n"),
         ResultOutput("42"),
     )
-    assert 0 < result.duration_s < TEST_LIMITS.wall_s
+    assert result.duration_s > 0
 
 
 async def test_dataframe_is_a_readable_table(shared: Runner) -> None:
@@ -121,22 +121,24 @@ async def test_input_gets_a_clear_message(shared: Runner) -> None:
 
 
 @pytest.mark.slow
-async def test_infinite_loop_is_interrupted_and_state_kept(runner: Callable[..., Runner]) -> None:
-    run = runner()
+async def test_infinite_loop_is_interrupted_and_state_kept(
+    timeout_runner: Callable[..., Runner],
+) -> None:
+    run = timeout_runner()
     await run.ok("counter = 7")
     result = await run("while True:\n    counter += 0")
     assert result.status is RunStatus.TIMEOUT and not result.session_reset
-    assert result.notices == ("Stopped after 1.5 s (time limit). Your variables are kept.",)
-    assert "KeyboardInterrupt" not in result.text
-    assert (
-        TEST_LIMITS.wall_s <= result.duration_s < TEST_LIMITS.wall_s + TEST_LIMITS.interrupt_grace_s
+    assert result.notices == (
+        f"Stopped after {TIMEOUT_LIMITS.wall_s:g} s (time limit). Your variables are kept.",
     )
+    assert "KeyboardInterrupt" not in result.text
+    assert result.duration_s >= TIMEOUT_LIMITS.wall_s
     assert await run.ok("print(counter)") == "7\n"
 
 
 @pytest.mark.slow
-async def test_sleep_in_c_code_is_interrupted(runner: Callable[..., Runner]) -> None:
-    run = runner()
+async def test_sleep_in_c_code_is_interrupted(timeout_runner: Callable[..., Runner]) -> None:
+    run = timeout_runner()
     result = await run("import time\nprint('before')\ntime.sleep(100)")
     assert result.status is RunStatus.TIMEOUT and not result.session_reset
     assert result.outputs == (StreamOutput("stdout", "before\n"),)
@@ -144,8 +146,10 @@ async def test_sleep_in_c_code_is_interrupted(runner: Callable[..., Runner]) -> 
 
 
 @pytest.mark.slow
-async def test_uninterruptible_c_loop_is_killed_and_replaced(runner: Callable[..., Runner]) -> None:
-    run = runner()
+async def test_uninterruptible_c_loop_is_killed_and_replaced(
+    timeout_runner: Callable[..., Runner],
+) -> None:
+    run = timeout_runner()
     await run.ok("lost = True")
     # catastrophic regex backtracking never checks for signals
     result = await run("import re\nre.match(r'(a+)+$', 'a' * 40 + 'b')")
@@ -156,8 +160,10 @@ async def test_uninterruptible_c_loop_is_killed_and_replaced(runner: Callable[..
 
 
 @pytest.mark.slow
-async def test_code_that_ignores_interrupts_is_killed(runner: Callable[..., Runner]) -> None:
-    run = runner()
+async def test_code_that_ignores_interrupts_is_killed(
+    timeout_runner: Callable[..., Runner],
+) -> None:
+    run = timeout_runner()
     result = await run(
         "import signal, time\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\ntime.sleep(60)"
     )
