@@ -108,4 +108,5 @@ def build_kernels(ctx: Context) -> KernelService | None:
         allow_unsandboxed=run.unsandboxed_i_trust_every_user,
         run_dir=run.run_dir,
         protected_paths=protected_paths(ctx.settings),
+        fence=run.fence,
     )

@@ -162,6 +162,7 @@ def info_reply(info: KernelInfo) -> Reply:
         f"Python {info.python}; " + ", ".join(info.packages),
         f"Limits: {info.limits.describe()}",
         f"Warm kernels: {info.warm_kernels} · sessions: {info.sessions} · running: {info.running} · queued: {info.queued}",
+        *(f"Fence: {line}" for line in info.fences),
     ]
     blocks: list[Block] = [
         para(

@@ -127,6 +127,10 @@ class KernelBackend(ABC):
     async def aclose(self) -> None:  # noqa: B027 (optional hook)
         """Release what the backend holds (temporary directories, …)."""
 
+    def fences(self) -> tuple[str, ...]:
+        """What isolates kernels and bounds their resources, one line each (``/run --info``)."""
+        return ()
+
     def kill_now(self) -> int:
         """Synchronously kill every kernel (a shutdown out of time); how many. Default: none."""
         return 0

@@ -1,7 +1,7 @@
 """Operator settings of the resource fence around each sandboxed kernel (light: pydantic only).
 
-The lead composes :class:`FenceSettings` into the root settings (``[kernels.fence]`` in TOML,
-``NBHELP_KERNELS__FENCE__<KEY>`` in the environment). What each setting enforces, and with
+Part of the root settings as ``[run.fence]`` in TOML, ``NBHELP_RUN__FENCE__<KEY>`` in the
+environment. What each setting enforces, and with
 what, is described in ``docs/sandbox.md``.
 """
 
@@ -51,6 +51,7 @@ class FenceSettings(BaseModel):
     total_memory_mb: int | None = Field(
         default=None,
         ge=256,
+        le=16_777_216,
         description="cgroup memory.max of all kernels together. Default: the memory limit of "
         "one kernel times (max_sessions + pool_size).",
     )

@@ -335,6 +335,9 @@ class LocalBackend(KernelBackend):
             log.info("kernel sandbox %s", fence.gpu_note)
         self.fence = fence
 
+    def fences(self) -> tuple[str, ...]:
+        return self.fence_description()
+
     def fence_description(self) -> tuple[str, ...]:
         """Which fences are active, one line each (for ``/run --info`` and the log)."""
         if not self._sandbox:

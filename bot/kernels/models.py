@@ -115,3 +115,4 @@ class KernelInfo:
     sessions: int = 0
     running: int = 0
     queued: int = 0
+    fences: tuple[str, ...] = ()  # which fences are active, one line each

@@ -38,6 +38,7 @@ from bot.kernels.errors import (
     ServiceClosed,
 )
 from bot.kernels.fence import strays_notice
+from bot.kernels.fence_settings import FenceSettings
 from bot.kernels.jupyter import FLOOD
 from bot.kernels.local import LocalBackend
 from bot.kernels.models import ErrorOutput, KernelInfo, KernelLimits, RunResult, RunStatus
@@ -64,6 +65,7 @@ class _Session:
     kernel: KernelHandle
     created: float
     last_used: float
+    owner: str = ""  # the person (platform:user), whatever the chat
     busy: bool = False
     ended: bool = False
     cancel_reason: str | None = None
@@ -78,11 +80,12 @@ class KernelService:
         allow_unsandboxed: bool = False,
         run_dir: Path | None = None,
         protected_paths: Sequence[Path] = (),
+        fence: FenceSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.limits = limits
         self._backend = backend or LocalBackend(
-            limits, run_dir=run_dir, protected_paths=protected_paths
+            limits, run_dir=run_dir, protected_paths=protected_paths, fence=fence
         )
         self._allow_unsandboxed = allow_unsandboxed
         self._clock = clock
@@ -182,6 +185,7 @@ class KernelService:
             sessions=len(self._sessions),
             running=self._slots.holders,
             queued=self._slots.waiting + self._capacity.waiting + self._pool.waiting,
+            fences=self._backend.fences() if self.available else (),
         )
 
     # -- commands ----------------------------------------------------------------------------
@@ -292,6 +296,7 @@ class KernelService:
         notices = []
         if (ended := self._ended.pop(key, None)) is not None:
             notices.append(ended)
+        await self._limit_per_person(owner)
         await self._capacity.acquire(on_queued, self._make_room)
         try:
             kernel = await self._pool.take(on_queued, owner=owner)
@@ -299,9 +304,24 @@ class KernelService:
             self._capacity.release()
             raise
         now = self._clock()
-        session = _Session(key, kernel, created=now, last_used=now)
+        session = _Session(key, kernel, created=now, last_used=now, owner=owner)
         self._sessions[key] = session
         return session, notices, True
+
+    async def _limit_per_person(self, owner: str) -> None:
+        """A person's sessions in other chats count against one limit: close their least
+        recently used ones (idle: this person has no other run going) to make room."""
+        mine = sorted(
+            (s for s in self._sessions.values() if s.owner == owner and not s.ended),
+            key=lambda s: s.last_used,
+        )
+        while len(mine) >= self.limits.max_sessions_per_person:
+            oldest = mine.pop(0)
+            await self._end_session(
+                oldest,
+                "Your session here was closed because you started one in another chat "
+                f"(at most {self.limits.max_sessions_per_person} per person); this is a fresh one.",
+            )
 
     def _expiry_notice(self, session: _Session) -> str | None:
         now = self._clock()

@@ -10,6 +10,8 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bot.kernels.fence_settings import FenceSettings
+
 
 def _default_parallelism() -> int:
     return max(1, min(os.cpu_count() or 1, 4))
@@ -68,6 +70,13 @@ class KernelLimits(BaseModel):
         description="runs executing at once (default: one per core, at most 4)",
     )
     max_sessions: int = Field(8, ge=1, le=4096, description="live kernel sessions at once")
+    max_sessions_per_person: int = Field(
+        1,
+        ge=1,
+        le=64,
+        description="live sessions one person may hold across the chats of a platform; "
+        "a new one closes their oldest",
+    )
     runs_per_minute: int = Field(15, ge=1, le=100_000, description="runs per user per minute")
     cpu_lifetime_s: int = Field(
         900, ge=1, le=86400, description="CPU seconds a kernel may use over its life"
@@ -103,6 +112,10 @@ class KernelLimits(BaseModel):
 class RunSettings(KernelLimits):
     """``[run]``: the kernel limits plus how the pool is offered."""
 
+    fence: FenceSettings = Field(
+        default_factory=FenceSettings,
+        description="the resource fence around each sandbox (docs/sandbox.md)",
+    )
     enabled: bool = Field(True, description="offer /run at all")
     run_dir: Path | None = Field(
         None, description="where kernels' private directories live (default: the temp dir)"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html.parser
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -22,6 +23,7 @@ from bot.core.models import (
 )
 from bot.core.render import ConsoleRenderer, DiscordRenderer, TelegramRenderer, units
 from bot.core.render.base import plain_text
+from bot.kernels.formatting import clean_text
 
 TG, DC, CON = TelegramRenderer(), DiscordRenderer(), ConsoleRenderer()
 
@@ -170,3 +172,18 @@ def test_renderers_never_raise_and_never_exceed_limits(reply: Reply) -> None:
         if r is DC:
             assert all(m.count("```") % 2 == 0 for m in out.messages)
             assert all("@everyone" not in m for m in out.messages)
+
+
+@pytest.mark.parametrize(
+    "renderer", [ConsoleRenderer(), TelegramRenderer(), DiscordRenderer()], ids=type
+)
+def test_bidi_overrides_and_invisible_characters_never_reach_a_chat(renderer: object) -> None:
+    """U+202E (right-to-left override) would make "txt.exe" look like "exe.txt"; zero-width
+    and other invisible characters hide text. Code output and user text lose them."""
+    sneaky = "invoice\u202etxt.exe \u2066x\u2069 a\u200bb \ufeffz \u061cy"
+    reply = Reply.of(para(sneaky), codeblock(sneaky), title=sneaky)
+    rendered = "\n".join(renderer.render(reply).messages)  # type: ignore[attr-defined]
+    for ch in ("\u202e", "\u2066", "\u2069", "\u200b", "\ufeff", "\u061c"):
+        assert ch not in rendered
+    assert "invoicetxt.exe" in rendered and "ab" in rendered
+    assert clean_text(sneaky) == "invoicetxt.exe x ab z y"

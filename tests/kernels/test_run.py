@@ -204,6 +204,8 @@ async def test_info_describes_the_backend(module_service: KernelService) -> None
     assert info.gpu is None  # this machine has no /dev/nvidia*
     assert info.limits == TEST_LIMITS
     assert any(p.startswith("pandas ") for p in info.packages)
+    assert info.fences[0].startswith("memory fence: ")
+    assert any(line.startswith("syscall filter: seccomp") for line in info.fences)
 
 
 async def test_user_inside_is_not_root_and_home_is_capped(shared: Runner) -> None:

@@ -139,3 +139,8 @@ async def test_gpu_and_info(run_core: Core) -> None:
     info = text_of(await run(run_core, "--info"))
     assert "sandboxed" in info and "GPU" in info and "10 s per run" not in info  # our 3 s limit
     assert "3 s per run" in info
+    # Which fences are active on this host (hybrid cgroups, no delegated v2 subtree, root).
+    assert (
+        "Fence: memory fence: per-process limits — run under systemd with Delegate=yes for " in info
+    )
+    assert "Fence: syscall filter: seccomp" in info

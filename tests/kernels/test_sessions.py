@@ -129,6 +129,31 @@ async def test_one_running_job_per_user() -> None:
         assert (await svc.run("chat:x", "busy-user", "print(3)")).text == "3\n"
 
 
+async def test_one_live_session_per_person_across_chats() -> None:
+    async with service(pool_size=1, max_sessions=8) as svc:
+        assert (await svc.run("tg:group-a:ama", "tg:ama", "x = 'from a'")).ok
+        assert (await svc.run("tg:group-b:ama", "tg:ama", "print('b')")).text == "b\n"
+        assert sorted(s.key for s in svc._sessions.values()) == ["tg:group-b:ama"]
+        back = await svc.run("tg:group-a:ama", "tg:ama", "print('x' in globals())")
+        assert back.text == "False\n" and back.session_reset
+        assert back.notices == (
+            "Your session here was closed because you started one in another chat "
+            "(at most 1 per person); this is a fresh one.",
+        )
+        # Another person is not affected.
+        assert (await svc.run("tg:group-a:kofi", "tg:kofi", "print(1)")).text == "1\n"
+        assert len(svc._sessions) == 2
+
+
+async def test_the_per_person_limit_is_a_setting() -> None:
+    async with service(pool_size=1, max_sessions_per_person=2) as svc:
+        await svc.run("tg:a:ama", "tg:ama", "x = 1")
+        await svc.run("tg:b:ama", "tg:ama", "y = 2")
+        assert len(svc._sessions) == 2
+        await svc.run("tg:c:ama", "tg:ama", "z = 3")
+        assert sorted(s.key for s in svc._sessions.values()) == ["tg:b:ama", "tg:c:ama"]
+
+
 async def test_rate_limit_per_user() -> None:
     clock = FakeClock()
     async with service(clock, runs_per_minute=3, pool_size=1) as svc:
