@@ -22,7 +22,7 @@ from tests.discord_adapter import handlers
 from tests.fakes.discord_api import GUILD_ID, FakeDiscord, FakeInteraction
 from tests.helpers import build_registry
 
-WAIT_S = 10.0
+WAIT_S = 60.0  # a bound for "never", not a speed: a loaded machine is slow
 
 
 def registry_for_tests() -> Registry:

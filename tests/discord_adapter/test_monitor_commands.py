@@ -53,7 +53,7 @@ async def test_status_is_deferred_and_answered_after_the_window(
     ix = await fake.slash("status", {"platform": "colab"})
     await replies(fake, ix)
     assert ix.response_type == 5
-    assert ix.ack_latency is not None and ix.ack_latency < 0.5
+    assert ix.ack_latency is not None and ix.ack_latency < 3.0  # the window
     answered_after = ix.messages[0].at - ix.dispatched_at
     assert "Google Colab" in ix.plain()
     assert "not configured" not in ix.plain()

@@ -327,7 +327,7 @@ class FakeDiscord:
         async with self._cond:
             self._cond.notify_all()
 
-    async def wait_for(self, predicate: Callable[[], Any], within: float = 10.0) -> Any:
+    async def wait_for(self, predicate: Callable[[], Any], within: float = 60.0) -> Any:
         """Wait until ``predicate()`` is truthy (re-checked on every recorded change)."""
         async with asyncio.timeout(within), self._cond:
             while True:
@@ -336,7 +336,7 @@ class FakeDiscord:
                     return value
                 await self._cond.wait()
 
-    async def wait_ready(self, within: float = 10.0) -> None:
+    async def wait_ready(self, within: float = 60.0) -> None:
         await self.wait_for(lambda: self.ready and self._ws is not None, within)
 
     # -- ids and objects ---------------------------------------------------------------------

@@ -402,13 +402,13 @@ class FakeBot:
         """The markup of every text message sent successfully."""
         return [c.params["text"] for c in self.calls_of("sendMessage", chat_id=chat_id)]
 
-    async def wait_for(self, predicate: Callable[[FakeBot], Any], within: float = 10.0) -> Any:
+    async def wait_for(self, predicate: Callable[[FakeBot], Any], within: float = 60.0) -> Any:
         """Wait (no polling) until ``predicate(self)`` is truthy; returns its value."""
         async with self._changed:
             await asyncio.wait_for(self._changed.wait_for(lambda: predicate(self)), within)
             return predicate(self)
 
-    async def wait_sent(self, n: int, chat_id: Any = None, within: float = 10.0) -> list[Call]:
+    async def wait_sent(self, n: int, chat_id: Any = None, within: float = 60.0) -> list[Call]:
         """Wait until at least ``n`` messages went to ``chat_id`` (any chat when None)."""
         await self.wait_for(lambda b: len(b.sent(chat_id)) >= n, within)
         return self.sent(chat_id)
@@ -418,7 +418,7 @@ class FakeBot:
         method: str,
         n: int = 1,
         chat_id: Any = None,
-        within: float = 10.0,
+        within: float = 60.0,
         ok: bool | None = None,
     ) -> list[Call]:
         """Wait until ``method`` was called ``n`` times (failed calls count unless ``ok``)."""

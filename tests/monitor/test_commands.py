@@ -339,7 +339,7 @@ async def test_delivery_survives_a_queue_failure(
     adapter = RecordingAdapter()
     pump = asyncio.create_task(deliver(FlakyQueue(core.ctx.service("monitor")), adapter))
     try:
-        await asyncio.wait_for(adapter.delivered.wait(), 10)
+        await asyncio.wait_for(adapter.delivered.wait(), 60)
     finally:
         pump.cancel()
         await asyncio.gather(pump, return_exceptions=True)

@@ -344,7 +344,7 @@ async def test_alert_stream(fake, service_factory, clock):  # type: ignore[no-un
     stream = svc.alert_stream("console", poll_s=5)
     nxt = asyncio.ensure_future(anext(stream))
     await svc.check("colab")
-    alert = await asyncio.wait_for(nxt, 5)
+    alert = await asyncio.wait_for(nxt, 60)
     assert alert.kind == "down" and alert.chat_id == "c"
     await svc.mark_sent(alert.id)
     await stream.aclose()
@@ -423,7 +423,7 @@ async def test_background_loop(fake, store):  # type: ignore[no-untyped-def]
     svc = MonitorService(store, {"colab": colab(fake, "t12")}, s)  # the real clock
     await svc.start()
     try:
-        async with asyncio.timeout(10):
+        async with asyncio.timeout(60):
             await svc.wait_sweeps(3)
     finally:
         await svc.aclose()

@@ -82,7 +82,7 @@ async def launch(fake: FakeTelegram, core: Core, settings: Settings) -> AsyncIte
 
     yield _launch
     for adapter in started:
-        await asyncio.wait_for(adapter.stop(), 15)
+        await asyncio.wait_for(adapter.stop(), 60)
 
 
 def make_registry() -> Registry:
