@@ -361,7 +361,7 @@ async def test_delivery_loop_sends_and_unsubscribes_gone_chats(
     pump = asyncio.create_task(deliver(observed, adapter))  # type: ignore[arg-type]
     try:
         await asyncio.wait_for(
-            asyncio.gather(adapter.delivered.wait(), observed.gone_handled.wait()), 10
+            asyncio.gather(adapter.delivered.wait(), observed.gone_handled.wait()), 60
         )
     finally:
         pump.cancel()
