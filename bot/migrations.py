@@ -31,6 +31,7 @@ def _search(db: sqlite_utils.Database) -> None:
 
 
 # Every feature's steps register themselves on import.
+import bot.delivery.storage  # noqa: E402
 import bot.kernels.kaggle.ledger  # noqa: E402
 import bot.monitor.migrations  # noqa: E402, F401
 

@@ -35,6 +35,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from bot.delivery.settings import DeliverySettings
 from bot.kernels.settings import RunSettings
 from bot.monitor.settings import MonitorSettings
 from bot.text import did_you_mean
@@ -133,6 +134,10 @@ class Settings(BaseSettings):
     )
     telegram: TelegramSettings = Field(default_factory=TelegramSettings)
     discord: DiscordSettings = Field(default_factory=DiscordSettings)
+    delivery: DeliverySettings = Field(
+        default_factory=DeliverySettings,
+        description="the inbound record, the reply outbox and the chat scheduler",
+    )
     startup: StartupSettings = Field(
         default_factory=StartupSettings, description="start-up, shutdown and the database"
     )

@@ -94,6 +94,7 @@ COMMANDS: tuple[Command, ...] = (
         ),
         usage="/run <code>",
         examples=("/run print(sum(range(10)))", "/run --info"),
+        lane="run",
     ),
     Command(
         "reset",

@@ -95,6 +95,7 @@ async def run(ctx: Context, msg: Inbound) -> Reply:
             f"{msg.platform}:{msg.user_id}",
             source,
             on_queued=on_queued,
+            on_started=msg.on_started,
             gpu="--gpu" in flags,
         )
     except KernelError as err:

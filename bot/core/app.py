@@ -1,9 +1,13 @@
 """The platform-neutral core: one inbound message in, one reply out.
 
-Every adapter calls :meth:`Core.handle` (or :meth:`Core.handle_text`). Expected failures
-(:class:`UserError`) become a short reply; a database held by another process becomes a short
-"busy, try again" reply; anything else becomes an apology with an error id that is also in the
-log with the traceback. The core never raises to an adapter.
+Chat adapters record each request before acknowledging it (:meth:`Core.accept`), hand it over
+(:meth:`Core.begin`: handled on core-owned tasks, the adapter's update handler returns at
+once) and send the answers the core's chat scheduler gives them (:meth:`Core.open_outlet`;
+see :mod:`bot.delivery`). The console, ``ask`` and tests call :meth:`Core.handle` or
+:meth:`Core.handle_text` and get the reply back. Expected failures (:class:`UserError`)
+become a short reply; a database held by another process becomes a short "busy, try again"
+reply; anything else becomes an apology with an error id that is also in the log with the
+traceback. The core never raises to an adapter.
 
 Adapters register themselves with :meth:`attach` (the core delivers alerts through them) and
 report chat events with :meth:`publish`; the wiring decides which services listen. The core
@@ -16,17 +20,20 @@ import asyncio
 import dataclasses
 import logging
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
 from bot.core.alerts import deliver
 from bot.core.context import Context
-from bot.core.contract import ChatAdapter, ChatEvent
+from bot.core.contract import ChatAdapter, ChatEvent, ChatRemoved, Outlet
 from bot.core.errors import UserError, new_error_id
 from bot.core.models import Inbound, Reply, code, codes, para
 from bot.core.parse import MAX_ARGS, parse
 from bot.core.ports import AlertOutbox
 from bot.core.registry import Registry
+from bot.delivery.dispatch import Dispatcher
+from bot.delivery.intake import Hooks, Intake
+from bot.delivery.models import Lane, Request, Ticket
 from bot.store import StoreBusy
 
 log = logging.getLogger("nbhelp.core")
@@ -63,6 +70,7 @@ class Core:
         self.registry = registry
         self.adapters: list[ChatAdapter] = []
         self._listeners: dict[type, list[Listener]] = {}
+        self._intake: Intake | None = None
 
     def use_commands(self, registry: Registry) -> None:
         """Serve these commands (the registry is also what handlers see as ``ctx.commands``)."""
@@ -88,6 +96,82 @@ class Core:
             except Exception:
                 log.exception("error %s handling %s", new_error_id(), event)
 
+    # -- requests from chat platforms: recorded, handled on core tasks, answered by outlets ---
+
+    @property
+    def intake(self) -> Intake:
+        """Requests and answers (:mod:`bot.delivery.intake`), built on first use."""
+        if self._intake is None:
+            self._intake = Intake(
+                self.ctx.store,
+                self.ctx.settings.delivery,
+                handle=self._serve,
+                lane_of=self._lane_of,
+                needs_admin=self._needs_admin,
+                on_gone=self._chat_gone,
+            )
+        return self._intake
+
+    async def accept(self, requests: Sequence[Request]) -> list[Ticket]:
+        """Record requests before the platform is told they were received (durable; a
+        redelivered one gets no ticket). Raises when the database cannot record them."""
+        return await self.intake.accept(requests)
+
+    def begin(self, ticket: Ticket) -> None:
+        """Handle a recorded request on a core-owned task; its answer goes to the outbox and
+        out through the adapter's outlet. Returns at once."""
+        self.intake.begin(ticket)
+
+    async def submit(self, request: Request) -> Ticket | None:
+        """:meth:`accept` and :meth:`begin` one request."""
+        tickets = await self.accept([request])
+        for ticket in tickets:
+            self.begin(ticket)
+        return tickets[0] if tickets else None
+
+    async def open_outlet(self, outlet: Outlet) -> None:
+        """Send this adapter's replies through ``outlet`` from now on: what an earlier run left
+        in the outbox goes out, unfinished requests of earlier runs are taken up again."""
+        await self.intake.open(outlet)
+
+    async def close_outlet(self, name: str, grace_s: float) -> None:
+        """The adapter stops: its requests in flight get ``grace_s`` to finish and their
+        answers to go out; the rest waits in the database for the next start."""
+        if self._intake is not None:
+            await self._intake.close(name, grace_s)
+
+    def outlet(self, name: str) -> Dispatcher | None:
+        """The chat scheduler of an open outlet (an adapter's alerts go through it)."""
+        return None if self._intake is None else self._intake.dispatchers.get(name)
+
+    def _lane_of(self, request: Request) -> Lane:
+        parsed = parse(request.text, request.bot_username)
+        command = self.registry.get(parsed.command) if parsed.command else None
+        return "run" if command is not None and command.lane == "run" else "quick"
+
+    def _needs_admin(self, request: Request) -> bool:
+        parsed = parse(request.text, request.bot_username)
+        command = self.registry.get(parsed.command) if parsed.command else None
+        return command is not None and command.admin_in_groups
+
+    async def _serve(self, request: Request, hooks: Hooks) -> Reply | None:
+        return await self.handle_text(
+            request.text,
+            platform=request.platform,
+            chat_id=request.chat_id,
+            user_id=request.user_id,
+            display_name=request.display_name,
+            is_admin=hooks.is_admin,
+            is_private=request.is_private,
+            replied_text=request.replied_text,
+            bot_username=request.bot_username,
+            notify=hooks.notify,
+            on_started=hooks.on_started,
+        )
+
+    async def _chat_gone(self, adapter: str, chat_id: str, reason: str) -> None:
+        await self.publish(ChatRemoved(adapter, chat_id, reason))
+
     # -- messages ---------------------------------------------------------------------------
 
     async def handle_text(
@@ -104,6 +188,7 @@ class Core:
         bot_username: str | None = None,
         notify: Callable[[str], Awaitable[None]] | None = None,
         patient: bool = False,
+        on_started: Callable[[], Awaitable[None]] | None = None,
     ) -> Reply | None:
         """Parse chat text and handle it. ``None`` when the text is addressed to another bot."""
         parsed = parse(text, bot_username)
@@ -121,6 +206,7 @@ class Core:
             replied_text=replied_text,
             notify=notify,
             patient=patient,
+            on_started=on_started,
         )
         reply = await self.handle(msg)
         if parsed.truncated:
@@ -177,6 +263,8 @@ class Core:
 
     async def aclose(self) -> None:
         """Close the services built so far, then the store."""
+        if self._intake is not None:
+            await self._intake.aclose()
         for service in list(self.ctx.services.values()):
             closer = getattr(service, "aclose", None)
             if closer is not None:

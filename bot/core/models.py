@@ -33,6 +33,11 @@ class Inbound:
     notify: Callable[[str], Awaitable[None]] | None = field(default=None, compare=False, repr=False)
     # The asker waits for a slow answer (a terminal) rather than wanting a quick one (a chat).
     patient: bool = False
+    # Called when the request's real work begins (a /run's code starts in its kernel): after
+    # a restart, work that had begun is not repeated (see bot.delivery.intake).
+    on_started: Callable[[], Awaitable[None]] | None = field(
+        default=None, compare=False, repr=False
+    )
 
 
 # --- inline spans ---------------------------------------------------------------------------

@@ -87,7 +87,10 @@ class KernelsPort(Protocol):
         code: str,
         *,
         on_queued: OnQueued | None = None,
+        on_started: Callable[[], Awaitable[None]] | None = None,
         gpu: bool = False,
-    ) -> RunResult: ...
+    ) -> RunResult:
+        """``on_started`` is awaited when the code is about to start in its kernel."""
+        ...
 
     async def reset(self, session_key: str) -> bool: ...

@@ -44,6 +44,10 @@ class Command:
     admin_in_groups: bool = False
     hidden: bool = False  # works, but not listed in menus (e.g. /start)
     aliases: tuple[str, ...] = ()
+    # "run": long work that queues for a shared resource (/run): handed to its own queues,
+    # answered after quick commands, shown in the chat's progress message, and told "the bot
+    # restarted" instead of being repeated when a restart cut it short after it began.
+    lane: Literal["quick", "run"] = "quick"
 
     def __post_init__(self) -> None:
         if not NAME_RE.match(self.name):

@@ -197,10 +197,12 @@ class KernelService:
         code: str,
         *,
         on_queued: Callable[[int], Awaitable[None]] | None = None,
+        on_started: Callable[[], Awaitable[None]] | None = None,
         gpu: bool = False,
     ) -> RunResult:
         """Run ``code`` in the session's kernel. Raises KernelError subclasses (with a
-        ``user_message``) when the run is refused; every run that starts returns a RunResult."""
+        ``user_message``) when the run is refused; every run that starts returns a RunResult.
+        ``on_started`` is awaited once the run holds its slot, just before the code starts."""
         await self.start()
         self._check_available()
         if gpu and self._backend.gpu is None:
@@ -211,7 +213,7 @@ class KernelService:
         self._busy_users.add(user_key)
         try:
             async with self._key_lock(session_key):
-                return await self._run(session_key, user_key, code, on_queued)
+                return await self._run(session_key, user_key, code, on_queued, on_started)
         finally:
             self._busy_users.discard(user_key)
 
@@ -261,7 +263,14 @@ class KernelService:
             if users[0] == 0:
                 del self._key_locks[key]
 
-    async def _run(self, key: str, owner: str, code: str, on_queued: OnQueued | None) -> RunResult:
+    async def _run(
+        self,
+        key: str,
+        owner: str,
+        code: str,
+        on_queued: OnQueued | None,
+        on_started: Callable[[], Awaitable[None]] | None = None,
+    ) -> RunResult:
         if len(code) > MAX_CODE_CHARS:
             notice = f"Your code is too long (over {MAX_CODE_CHARS:,} characters)."
             return RunResult((), RunStatus.ERROR, notices=(notice,))
@@ -271,6 +280,8 @@ class KernelService:
             session.busy = True
             try:
                 async with self._slots.slot(on_queued):
+                    if on_started is not None and attempt == 0:
+                        await on_started()
                     return await self._execute(session, code, notices, may_retry=attempt == 0)
             except _KernelGone:
                 pass  # a remote kernel culled by its server: once more on a fresh one

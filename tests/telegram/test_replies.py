@@ -171,19 +171,23 @@ async def test_edits_after_the_window_are_ignored(launch: Launch, test_core: Cor
     assert "sentinel" in bot.sent(12)[1].result["text"]
 
 
-async def test_a_failing_send_is_logged_and_the_bot_carries_on(
+async def test_a_failing_send_is_retried_and_the_bot_carries_on(
     launch: Launch, caplog: pytest.LogCaptureFixture
 ) -> None:
     _, bot = await launch(network_retries=0)
     bot.fail("sendMessage", code=500, description="Internal Server Error", chat_id=13)
-    with caplog.at_level(logging.ERROR, logger="nbhelp.telegram"):
+    with caplog.at_level(logging.WARNING, logger="nbhelp.delivery"):
         bot.send("/help", chat_id=13)
         await bot.wait_calls("sendMessage", 1, chat_id=13)
-        bot.send("/help", chat_id=13)
-        await bot.wait_sent(1, 13)
-    errors = [r for r in caplog.records if "handling telegram update" in r.getMessage()]
-    assert len(errors) == 1 and errors[0].exc_info is not None
-    assert len(errors[0].getMessage().split()[1]) == 8  # "error <id> handling …"
+        bot.send("/status azure", chat_id=13)
+        sent = await bot.wait_sent(2, 13)
+    first, second = sent[0].result["text"], sent[1].result["text"]
+    assert "/alternatives" in first and "2021-01-15" not in first  # the failed /help: not lost
+    assert "2021-01-15" in second  # then /status azure's answer, in order
+    assert len(bot.calls_of("sendMessage", chat_id=13, ok=False)) == 1
+    retried = [r for r in caplog.records if "retrying" in r.getMessage()]
+    assert len(retried) == 1
+    assert len(retried[0].getMessage().split()[1].rstrip(":")) == 8  # "error <id>: …"
 
 
 @pytest.mark.slow

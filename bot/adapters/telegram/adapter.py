@@ -1,31 +1,58 @@
 """The Telegram adapter: the :mod:`bot.core.contract` face over its parts.
 
 :mod:`.lifecycle` runs python-telegram-bot's ``Application`` (start, polling or webhook,
-stop, the library's errors); :mod:`.inbound` decides which updates are for us and asks the
-core; :mod:`.outbound` renders and sends replies (HTML with a plain-text fallback, photos,
-albums, documents, edits, chat actions, network retries); :mod:`.ratelimit` paces every
-request; :mod:`.text` holds the text helpers. This module wires them together and adds
-outage alerts.
+stop, the library's errors); :mod:`.inbound` records the updates that are for us before
+Telegram hears they arrived, and hands them to the core; :mod:`.outbound` renders and sends
+(HTML with a plain-text fallback, photos, albums, contact sheets, documents, edits, chat
+actions, network retries); :mod:`.ratelimit` paces every request; :mod:`.text` holds the text
+helpers. This module is the core's :class:`~bot.core.contract.Outlet` for Telegram: the
+core's chat scheduler decides what goes out when, this sends it — one reply, several answers
+combined (groups only), an alert, or the chat's one progress message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
+from collections.abc import AsyncIterator, Sequence
+from contextlib import AbstractAsyncContextManager
 
-from telegram.error import ChatMigrated, TelegramError
+from telegram.error import BadRequest, ChatMigrated, TelegramError
 
-from bot.adapters.telegram.inbound import Inbound
+from bot.adapters.telegram.inbound import Inbound, RecordingQueue
 from bot.adapters.telegram.lifecycle import Lifecycle, build_application
-from bot.adapters.telegram.outbound import Answer, Outbound, chat_id_of
-from bot.adapters.telegram.ratelimit import Limits, RateLimiter
+from bot.adapters.telegram.outbound import Answer, Outbound, Where, chat_id_of
+from bot.adapters.telegram.ratelimit import Limits, RateLimiter, is_group
 from bot.adapters.telegram.text import is_chat_gone
 from bot.core.app import Core
 from bot.core.contract import ChatGone, ChatMoved
 from bot.core.models import Reply
+from bot.delivery.combine import Part
+from bot.delivery.models import Batch, ChatBudget, Parcel, QueueView, Request, Undeliverable
 from bot.settings import TelegramSettings
 
 log = logging.getLogger("nbhelp.telegram")
+NAMES_SHOWN = 3  # names in a group's progress line
+NAME_CHARS = 32
+
+
+def progress_text(view: QueueView, *, group: bool) -> str:
+    """The chat's progress line: a group sees its queue, a private chat the latest note."""
+    waiting, running = view.waiting, view.running
+    if not group:
+        note = next((e.note for e in reversed(view.entries) if e.note), None)
+        return note or ("⏳ Your code is running…" if running else "⏳ Your code is queued…")
+    parts = []
+    if waiting:
+        parts.append(f"⏳ {len(waiting)} run{'' if len(waiting) == 1 else 's'} queued")
+    if running:
+        parts.append(f"{running} running")
+    if waiting:
+        names = [(w.who.strip() or "someone")[:NAME_CHARS] for w in waiting[:NAMES_SHOWN]]
+        more = " …" if len(waiting) > NAMES_SHOWN else ""
+        parts.append("next: " + ", ".join(names) + more)
+    return " · ".join(parts) or "⏳ working…"
 
 
 class TelegramAdapter:
@@ -53,7 +80,10 @@ class TelegramAdapter:
         self.settings = settings
         self.limiter = limiter or RateLimiter(limits)
         self.stop_grace_s = stop_grace_s
-        self.app = build_application(settings, self.limiter, concurrency=concurrency)
+        self.queue = RecordingQueue(self._record)
+        self.app = build_application(
+            settings, self.limiter, concurrency=concurrency, update_queue=self.queue
+        )
         self.lifecycle = Lifecycle(
             self.app, settings, poll_timeout_s=poll_timeout_s, updater_stop_s=updater_stop_s
         )
@@ -63,15 +93,18 @@ class TelegramAdapter:
         self.inbound = Inbound(
             core,
             self.app.bot,
-            self.outbound,
             platform=self.name,
             username=lambda: self.lifecycle.username,
             edit_window_s=edit_window_s,
             admin_cache_s=admin_cache_s,
         )
-        self.app.add_handler(self.inbound.handler())
+        self._progress: dict[str, int] = {}  # chat → its progress message
+        self._open = False
         self._started = False
         self._stopped = False
+
+    async def _record(self, item: object) -> None:
+        await self.inbound.record(item)
 
     @property
     def username(self) -> str | None:
@@ -95,34 +128,79 @@ class TelegramAdapter:
 
     async def start(self) -> None:
         self.core.attach(self)
-        await self.lifecycle.start(self.core.registry.visible())
+        try:
+            await self.lifecycle.start(
+                self.core.registry.visible(), before_fetching=self._open_outlet
+            )
+        except BaseException:
+            if self._open:
+                self._open = False
+                await self.core.close_outlet(self.name, 0.0)
+            raise
         self._started = True
         log.info("telegram: @%s answering by %s", self.username, self.lifecycle.mode)
 
+    async def _open_outlet(self) -> None:
+        await self.core.open_outlet(self)
+        self._open = True
+
     async def stop(self) -> None:
-        """Stop fetching, give in-flight handlers the grace period, cancel the rest, and
-        shut the library down."""
+        """Stop fetching, give requests in flight the grace period to be answered (the rest
+        wait in the database for the next start), and shut the library down."""
         if self._stopped or not self._started:
             self._stopped = True
             return
         self._stopped = True
         started = time.monotonic()
         await self.lifecycle.stop_fetching()
+        self.inbound.refuse_new = True
         stopper = self.lifecycle.stop_dispatching()
-        await self.inbound.drain(self.stop_grace_s, alongside=stopper)
+        await self.core.close_outlet(self.name, self.stop_grace_s)
+        self._open = False
         await self.outbound.aclose()
         await self.lifecycle.finish(stopper)
         log.info("telegram: stopped in %.2f s", time.monotonic() - started)
 
     async def send_alert(self, chat_id: str, reply: Reply) -> None:
-        """Deliver an alert through the rate limiter; :class:`ChatGone` when the chat is gone.
+        """Deliver an alert in its turn in the chat (the alert lane of the chat scheduler);
+        :class:`ChatGone` when the chat is gone. A group that became a supergroup is announced
+        to the core (:class:`ChatMoved`) and the alert goes to the supergroup."""
+        dispatcher = self.core.outlet(self.name) if self._open else None
+        if dispatcher is not None:
+            await dispatcher.offer(chat_id, reply)
+            return
+        await self.deliver(chat_id, Batch([Parcel(0, self.name, chat_id, "alert", reply)]))
 
-        A group that became a supergroup is announced to the core (:class:`ChatMoved`) and
-        the alert goes to the supergroup.
-        """
+    # -- the outlet --------------------------------------------------------------------------
+
+    def budget(self, chat_id: str) -> ChatBudget:
+        """Groups: their per-minute budget, and answers may be combined."""
+        if is_group(chat_id):
+            limits = self.limiter.limits
+            return ChatBudget(limits.group_count * 60.0 / limits.group_period, combine=True)
+        return ChatBudget()
+
+    def pack(self, chat_id: str, parcels: Sequence[Parcel], limit: int) -> int:
+        """Answers of one lane and forum topic, while their text fits one message."""
+        first = parcels[0]
+        if limit <= 1 or first.lane == "alert" or first.route.get("edit"):
+            return 1
+        thread = first.route.get("thread_id")
+        parts = [Part(first.who, first.reply)]
+        for p in parcels[1:limit]:
+            if p.lane != first.lane or p.route.get("edit") or p.route.get("thread_id") != thread:
+                break
+            candidate = [*parts, Part(p.who, p.reply)]
+            if not self.outbound.fits_one_message(candidate):
+                break
+            parts = candidate
+        return len(parts)
+
+    async def deliver(self, chat_id: str, batch: Batch) -> int:
+        target = chat_id_of(chat_id)
         try:
             try:
-                await self.outbound.deliver(chat_id_of(chat_id), reply, Answer(time.monotonic()))
+                return await self._deliver(target, batch)
             except ChatMigrated as exc:
                 await self.core.publish(ChatMoved(self.name, chat_id, str(exc.new_chat_id)))
                 log.warning(
@@ -130,8 +208,69 @@ class TelegramAdapter:
                     chat_id,
                     exc.new_chat_id,
                 )
-                await self.outbound.deliver(exc.new_chat_id, reply, Answer(time.monotonic()))
+                return await self._deliver(exc.new_chat_id, batch)
         except TelegramError as exc:
             if is_chat_gone(exc):
                 raise ChatGone(f"telegram chat {chat_id}: {exc.message}") from exc
-            raise
+            if isinstance(exc, BadRequest):  # a refusal: sending it again cannot help
+                raise Undeliverable(exc.message) from exc
+            raise  # network trouble, 5xx, a long retry_after: the scheduler retries
+
+    async def _deliver(self, chat: int | str, batch: Batch) -> int:
+        first = batch.parcels[0]
+        route = first.route
+        message_id = route.get("message_id")
+        where = Where.to(message_id, route.get("thread_id"), group=bool(route.get("group")))
+        if len(batch.parcels) > 1:
+            parts = [Part(p.who, p.reply) for p in batch.parcels]
+            return await self.outbound.deliver_combined(
+                chat, parts, where, steps=batch.steps, memo=batch.memo
+            )
+        if route.get("edit") and isinstance(chat, int) and message_id is not None:
+            answer = self.inbound.answer_for(chat, int(message_id))
+            if answer is not None:
+                async with answer.lock:
+                    return await self.outbound.edit_answer(chat, first.reply, answer, where)
+        answer = Answer(time.monotonic())
+        cost = await self.outbound.deliver(
+            chat, first.reply, answer, where=where, steps=batch.steps
+        )
+        if first.lane != "alert" and isinstance(chat, int) and message_id is not None:
+            self.inbound.remember(chat, int(message_id), answer)
+        return cost
+
+    async def show_progress(self, chat_id: str, view: QueueView) -> int:
+        """One message per chat, edited as its /run queue changes; removed when it empties."""
+        target = chat_id_of(chat_id)
+        shown = self._progress.get(chat_id)
+        if not view.entries:
+            if shown is not None:
+                del self._progress[chat_id]
+                await self.outbound.remove(target, shown)
+            return 0
+        text = progress_text(view, group=is_group(chat_id))
+        where = Where(None, view.entries[0].route.get("thread_id"))
+        message_id, cost = await self.outbound.show_line(target, text, shown, where)
+        if message_id is not None:
+            self._progress[chat_id] = message_id
+        return cost
+
+    async def is_admin(self, request: Request) -> bool:
+        if request.is_admin or request.is_private:
+            return True
+        try:
+            return await self.inbound.is_admin(int(request.chat_id), int(request.user_id))
+        except ValueError:
+            return False
+
+    def working(self, request: Request) -> AbstractAsyncContextManager[None]:
+        """ "typing…" while the request is handled (after ``typing_after_s``)."""
+        target = chat_id_of(request.chat_id)
+        if not isinstance(target, int):
+            return _nothing()
+        return self.outbound.chat_action(target, request.route.get("thread_id"))
+
+
+@contextlib.asynccontextmanager
+async def _nothing() -> AsyncIterator[None]:
+    yield

@@ -1,11 +1,18 @@
-"""Telegram inbound: which updates are for this bot, and what the core makes of them.
+"""Telegram inbound: which updates are for this bot, recorded before Telegram hears back.
 
-Text messages (new and edited) become :meth:`Core.handle_text` calls. In private chats
-everything is answered; in groups only commands: known ones bare or as ``/cmd@thisbot``,
-unknown ones only when addressed to this bot (a bare ``/ban`` is probably another bot's), and
-``/cmd@otherbot`` never. The admin flag comes from ``getChatMember`` (creator /
-administrator), fetched only for ``admin_in_groups`` commands and cached briefly. An edit of a
-message answered within ``edit_window_s`` re-runs it and edits the answer in place.
+python-telegram-bot's ``Updater`` hands every update to ``Application.update_queue.put`` —
+in long polling before it advances the ``getUpdates`` offset (which is what confirms the
+updates to Telegram), in webhook mode before the webhook answers 200. The adapter's queue is a
+:class:`RecordingQueue`: its ``put`` records the update in SQLite (``Core.accept``) and hands
+it to the core (``Core.begin``) first, so an update Telegram considers delivered is always in
+the database, and no update handler of the library ever waits for a command's work.
+
+Text messages (new and edited) become :class:`~bot.delivery.models.Request` objects. In
+private chats everything is answered; in groups only commands: known ones bare or as
+``/cmd@thisbot``, unknown ones only when addressed to this bot (a bare ``/ban`` is probably
+another bot's), and ``/cmd@otherbot`` never. The admin flag comes from ``getChatMember``
+(creator / administrator), fetched only for ``admin_in_groups`` commands and cached briefly.
+An edit of a message answered within ``edit_window_s`` re-runs it and edits the answer.
 """
 
 from __future__ import annotations
@@ -14,19 +21,18 @@ import asyncio
 import logging
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from telegram import Bot, Message, Update
 from telegram.constants import ChatMemberStatus, ChatType
 from telegram.error import TelegramError
-from telegram.ext import ContextTypes, MessageHandler, filters
 
-from bot.adapters.telegram.outbound import Answer, Outbound, thread_of
+from bot.adapters.telegram.outbound import Answer, thread_of
 from bot.core.app import Core
-from bot.core.errors import new_error_id
-from bot.core.models import Reply
 from bot.core.parse import parse
+from bot.delivery.models import Request
+from bot.retry import Backoff
 
 log = logging.getLogger("nbhelp.telegram")
 
@@ -36,14 +42,25 @@ MAX_ANSWERS = 2000  # answered messages remembered for edits
 MAX_ADMIN_CACHE = 4096
 
 
+class RecordingQueue(asyncio.Queue[object]):
+    """The library's update queue, recording each update before it counts as received."""
+
+    def __init__(self, record: Callable[[object], Awaitable[None]]) -> None:
+        super().__init__()
+        self._record = record
+
+    async def put(self, item: object) -> None:
+        await self._record(item)
+        await super().put(item)
+
+
 class Inbound:
-    """Turns the updates python-telegram-bot dispatches into core calls and answers."""
+    """Turns updates into recorded requests, and remembers answers for edits."""
 
     def __init__(
         self,
         core: Core,
         bot: Bot,
-        outbound: Outbound,
         *,
         platform: str,
         username: Callable[[], str | None],
@@ -52,68 +69,92 @@ class Inbound:
     ) -> None:
         self.core = core
         self.bot = bot
-        self.outbound = outbound
         self.platform = platform
         self.username = username
         self.edit_window_s = edit_window_s
         self.admin_cache_s = admin_cache_s
         self.refuse_new = False
-        self.inflight: set[asyncio.Task[Any]] = set()
+        self.recorded = 0  # updates recorded (for tests and benchmarks)
         self._answers: OrderedDict[tuple[int, int], Answer] = OrderedDict()
         self._admins: dict[tuple[int, int], tuple[float, bool]] = {}
 
-    def handler(self) -> MessageHandler[Any, None]:
-        """The library handler for every text message, new or edited."""
-        return MessageHandler(filters.UpdateType.MESSAGES & filters.TEXT, self.on_update)
+    # -- recording ---------------------------------------------------------------------------
 
-    async def drain(self, grace_s: float, *, alongside: asyncio.Task[Any] | None = None) -> None:
-        """Give in-flight handlers ``grace_s`` (while ``alongside`` runs), then cancel the rest
-        and refuse any update dispatched after that."""
-        waits: set[asyncio.Task[Any]] = {alongside} if alongside else set()
-        waits |= self.inflight
-        if waits:
-            await asyncio.wait(waits, timeout=max(0.1, grace_s))
-        left = [t for t in self.inflight if not t.done()]
-        if left:
-            log.warning("telegram: cancelling %d unfinished handler(s) at shutdown", len(left))
-            self.refuse_new = True
-            for task in left:
-                task.cancel()
-
-    async def on_update(self, update: Update, context: ContextTypes.DEFAULT_TYPE) -> None:
-        task = asyncio.current_task()
-        if self.refuse_new or task is None:
+    async def record(self, item: object) -> None:
+        """The :class:`RecordingQueue` hook: record an update that is for us, then hand it to
+        the core. Waits (backing off) while the database cannot record it: nothing is
+        confirmed to Telegram meanwhile, so nothing is lost."""
+        if not isinstance(item, Update) or self.refuse_new:
             return
-        self.inflight.add(task)
         try:
-            if update.edited_message is not None:
-                await self._on_edit(update.edited_message)
-            elif update.message is not None:
-                await self._on_message(update.message)
+            request = self.request_of(item)
         except Exception:
-            error_id = new_error_id()
-            log.exception("error %s handling telegram update %s", error_id, update.update_id)
-        finally:
-            self.inflight.discard(task)
-
-    async def _on_message(self, message: Message) -> None:
-        reply = await self._run(message)
-        if reply is None:
+            log.exception("telegram: update %s could not be read; skipped", item.update_id)
             return
-        answer = Answer(at=time.monotonic())
-        await self.outbound.deliver(message.chat_id, reply, answer, source=message)
-        self._remember(message, answer)
+        if request is None:
+            return
+        backoff = Backoff(0.5, 10.0)
+        while True:
+            try:
+                tickets = await self.core.accept([request])
+                break
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                delay = backoff.next_delay()
+                log.error(
+                    "telegram: cannot record update %s (%s); not confirming it to Telegram, "
+                    "retrying in %.1f s",
+                    item.update_id,
+                    exc,
+                    delay,
+                )
+                await asyncio.sleep(delay)
+        self.recorded += 1
+        for ticket in tickets:
+            self.core.begin(ticket)
 
-    async def _on_edit(self, message: Message) -> None:
-        key = (message.chat_id, message.message_id)
-        answer = self._answers.get(key)
-        if answer is None or time.monotonic() - answer.at > self.edit_window_s:
-            return  # never answered, or too old to re-run
-        async with answer.lock:
-            reply = await self._run(message)
-            if reply is None:
-                return
-            await self.outbound.edit_answer(message, reply, answer)
+    def request_of(self, update: Update) -> Request | None:
+        """The request an update carries for this bot, or None (not for us, or an edit of a
+        message that was never answered or is too old)."""
+        message = update.edited_message or update.message
+        if message is None or not message.text:
+            return None
+        edit = update.edited_message is not None
+        if edit and self.answer_for(message.chat_id, message.message_id) is None:
+            return None
+        if not self.wants(message):
+            return None
+        chat = message.chat
+        private = chat.type == ChatType.PRIVATE
+        user = message.from_user
+        anonymous_admin = message.sender_chat is not None and message.sender_chat.id == chat.id
+        replied: str | None = None
+        if message.quote is not None and message.quote.text:
+            replied = message.quote.text
+        elif message.reply_to_message is not None:
+            replied = message.reply_to_message.text or message.reply_to_message.caption
+        route: dict[str, Any] = {
+            "message_id": message.message_id,
+            "thread_id": thread_of(message),
+            "group": not private,
+        }
+        if edit:
+            route["edit"] = True
+        return Request(
+            platform=self.platform,
+            key=f"{self.bot.id}:{update.update_id}",
+            chat_id=str(chat.id),
+            user_id=str(user.id if user else (message.sender_chat or chat).id),
+            display_name=user.full_name if user else (chat.title or ""),
+            text=message.text,
+            is_private=private,
+            is_admin=anonymous_admin,
+            replied_text=replied,
+            bot_username=self.username(),
+            route=route,
+            received_at=time.time(),
+        )
 
     def wants(self, message: Message) -> bool:
         """Whether a text message is for this bot (see the module docstring)."""
@@ -130,53 +171,18 @@ class Inbound:
         first = text.split(maxsplit=1)[0]
         return "@" in first  # an unknown command addressed to this bot: say so
 
-    async def _run(self, message: Message) -> Reply | None:
-        if not message.text or not self.wants(message):
-            return None
-        chat = message.chat
-        private = chat.type == ChatType.PRIVATE
-        user = message.from_user
-        is_admin = False
-        if not private:
-            parsed = parse(message.text, self.username())
-            command = self.core.registry.get(parsed.command)
-            if command is not None and command.admin_in_groups:
-                is_admin = await self._is_admin(message)
-        replied: str | None = None
-        if message.quote is not None and message.quote.text:
-            replied = message.quote.text
-        elif message.reply_to_message is not None:
-            replied = message.reply_to_message.text or message.reply_to_message.caption
-        async with self.outbound.chat_action(message.chat_id, thread_of(message)):
-            return await self.core.handle_text(
-                message.text,
-                platform=self.platform,
-                chat_id=str(chat.id),
-                user_id=str(user.id if user else (message.sender_chat or chat).id),
-                display_name=user.full_name if user else (chat.title or ""),
-                is_admin=is_admin,
-                is_private=private,
-                replied_text=replied,
-                bot_username=self.username(),
-                notify=lambda text: self.outbound.progress(message, text),
-            )
+    # -- the admin check ---------------------------------------------------------------------
 
-    async def _is_admin(self, message: Message) -> bool:
-        chat_id = message.chat_id
-        if message.sender_chat is not None and message.sender_chat.id == chat_id:
-            return True  # an anonymous admin posting as the group
-        user = message.from_user
-        if user is None:
-            return False
-        key = (chat_id, user.id)
+    async def is_admin(self, chat_id: int, user_id: int) -> bool:
+        key = (chat_id, user_id)
         now = time.monotonic()
         cached = self._admins.get(key)
         if cached is not None and now - cached[0] < self.admin_cache_s:
             return cached[1]
         try:
-            member = await self.bot.get_chat_member(chat_id, user.id)
+            member = await self.bot.get_chat_member(chat_id, user_id)
         except TelegramError as exc:
-            log.warning("telegram: getChatMember %s/%s failed: %s", chat_id, user.id, exc)
+            log.warning("telegram: getChatMember %s/%s failed: %s", chat_id, user_id, exc)
             return False
         admin = member.status in ADMIN_STATUSES
         if len(self._admins) > MAX_ADMIN_CACHE:
@@ -184,11 +190,20 @@ class Inbound:
         self._admins[key] = (now, admin)
         return admin
 
-    def _remember(self, message: Message, answer: Answer) -> None:
+    # -- answers, for edits ------------------------------------------------------------------
+
+    def answer_for(self, chat_id: int, message_id: int) -> Answer | None:
+        """The answer sent to a message, while its edit window lasts."""
+        answer = self._answers.get((chat_id, message_id))
+        if answer is None or time.monotonic() - answer.at > self.edit_window_s:
+            return None
+        return answer
+
+    def remember(self, chat_id: int, message_id: int, answer: Answer) -> None:
         now = time.monotonic()
         while self._answers:
             oldest = next(iter(self._answers.values()))
             if now - oldest.at <= self.edit_window_s and len(self._answers) < MAX_ANSWERS:
                 break
             self._answers.popitem(last=False)
-        self._answers[(message.chat_id, message.message_id)] = answer
+        self._answers[(chat_id, message_id)] = answer

@@ -1,8 +1,10 @@
 """Telegram lifecycle: python-telegram-bot's ``Application``, run inside the runner's loop.
 
-Built once (:func:`build_application`: base URLs, the rate limiter, timeouts, no job queue).
-Started by hand, never ``run_polling``: ``initialize`` (``getMe``), the command menu,
-``start``, then ``updater.start_polling`` or ``start_webhook``. A rejected token becomes
+Built once (:func:`build_application`: base URLs, the rate limiter, timeouts, no job queue,
+and the adapter's recording update queue). Started by hand, never ``run_polling``:
+``initialize`` (``getMe``), the command menu, ``start``, the adapter's own preparation
+(its outlet opens: replies and requests left by an earlier run are taken up), then
+``updater.start_polling`` or ``start_webhook``. A rejected token becomes
 :class:`AdapterRefused` without the library's message (which quotes the token). Stopped in
 order: fetching first (a poll loop backing off is cancelled), then dispatching, then the
 library. The library's own errors (polling failures, 409 Conflict, handler errors) are
@@ -16,7 +18,7 @@ import contextlib
 import logging
 import re
 import secrets
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -41,14 +43,21 @@ TelegramApp = Application[Any, Any, Any, Any, Any, Any]
 
 
 def build_application(
-    settings: TelegramSettings, limiter: RateLimiter, *, concurrency: int
+    settings: TelegramSettings,
+    limiter: RateLimiter,
+    *,
+    concurrency: int,
+    update_queue: asyncio.Queue[object] | None = None,
 ) -> TelegramApp:
-    """The library's ``Application``: our base URLs and rate limiter, no job queue."""
+    """The library's ``Application``: our base URLs, rate limiter and update queue, no job
+    queue."""
     if settings.token is None or not settings.token.get_secret_value():
         raise ValueError("NBHELP_TELEGRAM__TOKEN is not set")
+    builder = ApplicationBuilder()
+    if update_queue is not None:
+        builder = builder.update_queue(update_queue)
     return (
-        ApplicationBuilder()
-        .token(settings.token.get_secret_value())
+        builder.token(settings.token.get_secret_value())
         .base_url(settings.base_url)
         .base_file_url(settings.base_file_url)
         .rate_limiter(limiter)
@@ -99,13 +108,20 @@ class Lifecycle:
         updater = self.app.updater
         return updater is not None and updater.running
 
-    async def start(self, commands: Sequence[Command]) -> None:
-        """``getMe``, the command menu, the application, then polling or the webhook."""
+    async def start(
+        self,
+        commands: Sequence[Command],
+        before_fetching: Callable[[], Awaitable[None]] | None = None,
+    ) -> None:
+        """``getMe``, the command menu, the application, ``before_fetching``, then polling or
+        the webhook."""
         try:
             await self.app.initialize()  # getMe
             self.username = self.app.bot.username
             await self._set_commands(commands)
             await self.app.start()
+            if before_fetching is not None:
+                await before_fetching()
             updater = self.app.updater
             assert updater is not None
             if self.settings.webhook_url:

@@ -4,7 +4,13 @@ Texts go as the Telegram renderer's HTML (refused HTML is re-sent as plain text,
 long is sent as a file), images by ``sendPhoto`` (several as an album; a refused photo is sent
 as a file), files by ``sendDocument``; a chat action ("typing…", "sending a photo…") while a
 command runs or media upload. Network failures are retried with :class:`bot.retry.Backoff`,
-refusals never; 429s are the rate limiter's job (:mod:`.ratelimit`).
+refusals never; 429s are the rate limiter's job (:mod:`.ratelimit`). Each message of a reply
+is one numbered step: a send retried by the chat scheduler skips the steps already done.
+
+Several people's answers combined into one message (:meth:`Outbound.deliver_combined`):
+one text with each part headed by its asker's name, replying to the first asker's message;
+their plots on one numbered contact sheet whose caption names each tile; files as documents
+captioned with their owner's name (see :mod:`bot.delivery.combine` for why a sheet).
 """
 
 from __future__ import annotations
@@ -14,6 +20,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any, TypeVar
 
 from telegram import Bot, InputMediaPhoto, LinkPreviewOptions, Message, ReplyParameters
@@ -34,6 +41,7 @@ from bot.adapters.telegram.text import (
 from bot.core.models import Attachment, Image, Rendered, Reply
 from bot.core.render import TelegramRenderer
 from bot.core.render.telegram import escape
+from bot.delivery.combine import Part, combined_text, contact_sheet, legend, tiles_of
 from bot.retry import Backoff
 
 log = logging.getLogger("nbhelp.telegram")
@@ -42,6 +50,7 @@ T = TypeVar("T")
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 ACTION_EVERY_S = 4.5  # a chat action shows for about 5 s
 ALBUM_MAX = 10
+SHEET_TILES = 12  # plots on one contact sheet of a combined answer
 NET_RETRY_INITIAL_S = 0.5  # first wait after a network error, doubled for each further one
 NET_RETRY_MAX_S = 4.0
 
@@ -64,6 +73,11 @@ class Where:
     thread_id: int | None = None
 
     @classmethod
+    def to(cls, message_id: int | None, thread_id: int | None, *, group: bool) -> Where:
+        """Where an answer to a recorded message goes (a reply to it in groups)."""
+        return cls(message_id if group else None, thread_id)
+
+    @classmethod
     def of(cls, message: Message | None) -> Where:
         if message is None:
             return cls()
@@ -79,6 +93,26 @@ class Where:
         if self.thread_id is not None:
             kw["message_thread_id"] = self.thread_id
         return kw
+
+
+class _Steps:
+    """Numbers the messages of one send; skips those a failed earlier try already sent."""
+
+    def __init__(self, done: set[int] | None) -> None:
+        self.done = done if done is not None else set()
+        self.index = 0
+        self.cost = 0
+
+    async def step(
+        self, send: Callable[[], Awaitable[list[Message]]], cost: int = 1
+    ) -> list[Message]:
+        index, self.index = self.index, self.index + 1
+        if index in self.done:
+            return []
+        sent = await send()
+        self.done.add(index)
+        self.cost += cost
+        return sent
 
 
 def sendable_texts(rendered: Rendered) -> list[str]:
@@ -120,31 +154,71 @@ class Outbound:
         answer: Answer,
         *,
         source: Message | None = None,
-    ) -> None:
-        """Send a whole reply: messages, then images, then files; ids recorded in ``answer``."""
+        where: Where | None = None,
+        steps: set[int] | None = None,
+    ) -> int:
+        """Send a whole reply: messages, then images, then files; ids recorded in ``answer``.
+        Steps in ``steps`` were sent before and are skipped; the messages sent are counted."""
         rendered = self.renderer.render(reply)
-        where = Where.of(source)
+        where = where if where is not None else Where.of(source)
+        run = _Steps(steps)
         for text in sendable_texts(rendered):
-            sent = await self.send_text(chat_id, text, where)
+            sent = await run.step(partial(self.send_text, chat_id, text, where))
             answer.text_ids.extend(m.message_id for m in sent)
-        await self._send_media(chat_id, rendered.images, rendered.files, where, answer)
+        await self._send_media(chat_id, rendered.images, rendered.files, where, answer, run)
+        return run.cost
 
-    async def progress(self, message: Message, text: str) -> None:
-        """A short progress line before the answer (e.g. a /run waiting in the queue)."""
-        try:
-            await self.send_text(message.chat_id, escape(text), Where.of(message))
-        except TelegramError:
-            log.warning("could not send a progress line to chat %s", message.chat_id)
+    def fits_one_message(self, parts: Sequence[Part]) -> bool:
+        """Whether these answers combined make one text message."""
+        rendered = self.renderer.render(combined_text(parts))
+        return len(sendable_texts(rendered)) == 1 and "reply.txt" not in {
+            f.filename for f in rendered.files
+        }
 
-    async def edit_answer(self, message: Message, reply: Reply, answer: Answer) -> None:
-        """Edit the earlier answer in place: texts edited, extra ones deleted or sent."""
-        chat_id = message.chat_id
+    async def deliver_combined(
+        self,
+        chat_id: int | str,
+        parts: Sequence[Part],
+        where: Where,
+        *,
+        steps: set[int] | None = None,
+        memo: dict[str, Any] | None = None,
+    ) -> int:
+        """Several people's answers as one message, one contact sheet and their files."""
+        run = _Steps(steps)
+        memo = memo if memo is not None else {}
+        rendered = self.renderer.render(combined_text(parts))
+        for text in sendable_texts(rendered):
+            await run.step(partial(self.send_text, chat_id, text, where))
+        for f in rendered.files:  # the text was too long after all: it arrives as a file
+            await run.step(partial(self._send_document, chat_id, f, where))
+        tiles = tiles_of(parts)
+        if len(tiles) == 1:
+            image = Image(tiles[0].png, "plot.png", tiles[0].who)
+            await run.step(partial(self._send_photos, chat_id, [image], where))
+        for start in range(0, len(tiles) if len(tiles) > 1 else 0, SHEET_TILES):
+            chunk = tiles[start : start + SHEET_TILES]
+            key = f"sheet{start}"
+            if key not in memo:  # drawn once, even when its send is retried
+                memo[key] = await asyncio.to_thread(contact_sheet, chunk)
+            image = Image(memo[key], "plots.png", legend(chunk))
+            await run.step(partial(self._send_photos, chat_id, [image], where))
+        for part in parts:
+            for f in part.reply.files:
+                named = Attachment(f.data, f.filename, f"for {part.who}: {f.description}".strip())
+                await run.step(partial(self._send_document, chat_id, named, where))
+        return run.cost
+
+    async def edit_answer(self, chat_id: int, reply: Reply, answer: Answer, where: Where) -> int:
+        """Edit the earlier answer in place: texts edited, extra ones deleted or sent.
+        Returns the messages it cost (edits count: the limiter books them too)."""
         rendered = self.renderer.render(reply)
         texts = sendable_texts(rendered)
-        where = Where.of(message)
         old_texts, old_media = answer.text_ids, answer.media_ids
         new_texts: list[int] = []
+        cost = 0
         for i, text in enumerate(texts):
+            cost += 1
             if i < len(old_texts) and await self._edit_text(chat_id, old_texts[i], text):
                 new_texts.append(old_texts[i])
                 continue
@@ -153,7 +227,37 @@ class Outbound:
             with contextlib.suppress(TelegramError):
                 await self.bot.delete_message(chat_id, stale)
         answer.text_ids, answer.media_ids = new_texts, []
-        await self._send_media(chat_id, rendered.images, rendered.files, where, answer)
+        run = _Steps(None)
+        await self._send_media(chat_id, rendered.images, rendered.files, where, answer, run)
+        return cost + run.cost
+
+    async def show_line(
+        self, chat_id: int | str, text: str, message_id: int | None, where: Where
+    ) -> tuple[int | None, int]:
+        """Send or edit a one-line message (a chat's progress); ``(its id, messages cost)``.
+        A message that can no longer be edited is replaced by a new one."""
+        markup = escape(text)
+        if message_id is not None:
+            try:
+                await self.bot.edit_message_text(
+                    markup,
+                    chat_id=chat_id,
+                    message_id=message_id,
+                    parse_mode=ParseMode.HTML,
+                    link_preview_options=NO_PREVIEW,
+                )
+                return message_id, 1
+            except BadRequest as exc:
+                if is_not_modified(exc):
+                    return message_id, 0
+                log.info("telegram: progress message %s in %s: %s", message_id, chat_id, exc)
+        sent = await self.send_text(chat_id, markup, where)
+        return (sent[0].message_id if sent else None), 1
+
+    async def remove(self, chat_id: int | str, message_id: int) -> None:
+        """Delete a message (best effort: it may be gone already)."""
+        with contextlib.suppress(TelegramError):
+            await self.bot.delete_message(chat_id, message_id)
 
     # -- chat actions ----------------------------------------------------------------------
 
@@ -200,20 +304,22 @@ class Outbound:
         files: Sequence[Attachment],
         where: Where,
         answer: Answer,
+        run: _Steps | None = None,
     ) -> None:
+        run = run or _Steps(None)
         photos = [i for i in images if len(i.png) <= PHOTO_LIMIT]
         as_files = [Attachment(i.png, i.filename, i.caption) for i in images if i not in photos]
         if photos:
             await self.action(chat_id, ChatAction.UPLOAD_PHOTO, where.thread_id)
         for start in range(0, len(photos), ALBUM_MAX):
             chunk = photos[start : start + ALBUM_MAX]
-            sent = await self._send_photos(chat_id, chunk, where)
+            sent = await run.step(partial(self._send_photos, chat_id, chunk, where), len(chunk))
             answer.media_ids.extend(m.message_id for m in sent)
         files = [*as_files, *files]
         if files:
             await self.action(chat_id, ChatAction.UPLOAD_DOCUMENT, where.thread_id)
         for f in files:
-            sent = await self._send_document(chat_id, f, where)
+            sent = await run.step(partial(self._send_document, chat_id, f, where))
             answer.media_ids.extend(m.message_id for m in sent)
 
     async def send_text(self, chat_id: int | str, text: str, where: Where) -> list[Message]:
