@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import discord
@@ -97,13 +98,17 @@ class Gateway:
         """The gateway session is up (READY, not dropped) and the client not closed."""
         return self.client is not None and not self.client.is_closed() and self.ready.is_set()
 
-    async def open(self, token: str) -> None:
-        """Log in, sync the commands, and start the gateway task."""
+    async def open(
+        self, token: str, *, before_connect: Callable[[], Awaitable[None]] | None = None
+    ) -> None:
+        """Log in, sync the commands, ``before_connect``, and start the gateway task."""
         point_library_at(self.settings)
         client = self.client = GatewayClient(self.handlers, self.ready)
         try:
             await client.login(token)
             await self._sync(client)
+            if before_connect is not None:
+                await before_connect()
         except discord.LoginFailure:
             await client.close()
             self.client = None

@@ -1,11 +1,14 @@
 """Discord interactions: slash commands, "Run code", Re-run buttons, and the 3-second rule.
 
-Discord drops an interaction not acknowledged within 3 seconds. Commands that may take time
-(anything not in :data:`FAST_COMMANDS`: status checks, /run, queue waits)
-``defer(thinking=True)`` before the core sees them and follow up; the knowledge-base commands
-answer directly when the reply is ready within :data:`FAST_BUDGET_S`, else they defer too.
-While the adapter stops, new interactions get a short notice; those in flight are tracked
-so :meth:`Interactions.drain` can let them finish.
+Every command the core answers is first recorded (``Core.accept``: the interaction's id,
+token, application id and time) and handed to the core (``Core.begin``); then it is
+acknowledged. Discord drops an interaction not acknowledged within 3 seconds: commands that
+may take time (anything not in :data:`FAST_COMMANDS`: status checks, /run, queue waits)
+``defer(thinking=True)`` at once; the knowledge-base commands are answered directly when
+their reply goes out within :data:`FAST_BUDGET_S`, else deferred too. Answers come from the
+core's chat scheduler (the adapter's outlet), as the first response or follow-ups. While the
+adapter stops, new interactions get a short notice; those being acknowledged are tracked so
+:meth:`Interactions.drain` can let them finish.
 """
 
 from __future__ import annotations
@@ -16,7 +19,6 @@ import logging
 import secrets
 import time
 from collections import OrderedDict
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +27,12 @@ import discord
 from bot.adapters.discord import sending
 from bot.adapters.discord.commands import RUN_COMMAND, code_option, join_args
 from bot.adapters.discord.replies import plain
-from bot.adapters.discord.views import RerunButton, RunModal
+from bot.adapters.discord.sending import Live
+from bot.adapters.discord.views import RunModal
 from bot.core.app import Core
 from bot.core.errors import new_error_id
-from bot.core.models import Reply
 from bot.core.registry import Command
+from bot.delivery.models import Request
 from knowledge.loader import KnowledgeBase
 
 log = logging.getLogger("nbhelp.discord")
@@ -37,6 +40,8 @@ log = logging.getLogger("nbhelp.discord")
 FAST_COMMANDS = frozenset({"help", "start", "platforms", "tips", "alternatives"})
 FAST_BUDGET_S = 1.0  # a fast command not answered by then is deferred (Discord allows 3 s)
 RUN_MEMORY = 1000  # re-run buttons remembered (code is not kept anywhere else)
+RECORD_BUDGET_S = 1.5  # recording slower than this (a locked database): acknowledge anyway
+LIVE_MEMORY = 5000  # interactions of this run awaiting their answer
 
 STOPPING_TEXT = "nbhelp is restarting; please try again in a minute."
 NOT_YOURS_TEXT = "Only the person who ran this code can re-run it. Use /run for your own."
@@ -60,6 +65,7 @@ class Interactions:
         self.platform = platform
         self.stopping = False  # new interactions get STOPPING_TEXT
         self.runs: OrderedDict[str, RunJob] = OrderedDict()
+        self.live: OrderedDict[str, Live] = OrderedDict()  # by interaction id
         self._inflight: set[asyncio.Task[Any]] = set()
 
     def knowledge(self) -> KnowledgeBase:
@@ -184,45 +190,59 @@ class Interactions:
         admin = is_admin(interaction)
         refused = bool(registered and registered.admin_in_groups and not admin)
         user = interaction.user
-
-        def handle() -> Coroutine[Any, Any, Reply | None]:
-            return self.core.handle_text(
-                f"/{command} {args}".rstrip(),
-                platform=self.platform,
-                chat_id=str(interaction.channel_id or user.id),
-                user_id=str(user.id),
-                display_name=user.display_name,
-                is_admin=admin,
-                is_private=interaction.guild_id is None,
-                replied_text=replied_text,
-                notify=lambda text: sending.progress(interaction, text),
-            )
-
-        if command in FAST_COMMANDS or refused:
-            # answer directly when the reply is ready within the budget, else defer
-            job = asyncio.ensure_future(handle())
-            budget = max(0.05, FAST_BUDGET_S - (time.monotonic() - started))
-            try:
-                reply = await asyncio.wait_for(asyncio.shield(job), budget)
-            except TimeoutError:
-                await sending.defer(interaction)
-                reply = await job
-            except asyncio.CancelledError:
-                job.cancel()
-                raise
-        else:
-            await sending.defer(interaction)  # before the core sees it: checks, /run, queues
-            reply = await handle()
-        if reply is None:  # addressed to another bot: cannot happen for a slash command
-            reply = Reply()
-        view = None
+        key = None
         if rerun and not refused:
             key = rerun_key or self._remember(RunJob(args, replied_text))
-            view = discord.ui.View(timeout=None)
-            view.add_item(RerunButton(user.id, key))
-        await sending.send_reply(
-            interaction, reply, view=view, ephemeral=reply.ephemeral or refused
+        request = Request(
+            platform=self.platform,
+            key=str(interaction.id),
+            chat_id=str(interaction.channel_id or user.id),
+            user_id=str(user.id),
+            display_name=user.display_name,
+            text=f"/{command} {args}".rstrip(),
+            is_private=interaction.guild_id is None,
+            is_admin=admin,
+            replied_text=replied_text,
+            route={
+                "interaction_id": str(interaction.id),
+                "token": interaction.token,
+                "application_id": str(interaction.application_id),
+                "received_at": time.time(),
+                "channel_id": interaction.channel_id,
+                "user_id": user.id,
+                "ephemeral": refused,
+                "rerun_key": key,
+            },
+            received_at=time.time(),
         )
+        live = self._live(interaction)
+        recording = asyncio.ensure_future(self.core.accept([request]))
+        try:
+            tickets = await asyncio.wait_for(asyncio.shield(recording), RECORD_BUDGET_S)
+        except TimeoutError:  # a slow database must not cost the interaction its token
+            await self._defer(live, ephemeral=refused)
+            tickets = await recording
+        if not tickets:  # recorded before: a replay of the same interaction
+            return
+        self.core.begin(tickets[0])
+        if command in FAST_COMMANDS or refused:
+            # answered directly when the reply goes out within the budget, else deferred
+            budget = max(0.05, FAST_BUDGET_S - (time.monotonic() - started))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(live.delivered.wait(), budget)
+        await self._defer(live, ephemeral=refused)
+
+    def _live(self, interaction: discord.Interaction) -> Live:
+        live = self.live[str(interaction.id)] = Live(interaction)
+        while len(self.live) > LIVE_MEMORY:
+            self.live.popitem(last=False)
+        return live
+
+    async def _defer(self, live: Live, *, ephemeral: bool) -> None:
+        """Acknowledge ("thinking…") unless the answer already went out."""
+        async with live.lock:
+            if not live.interaction.response.is_done():
+                await sending.defer(live.interaction, ephemeral=ephemeral)
 
     def _remember(self, job: RunJob) -> str:
         key = secrets.token_hex(6)
