@@ -9,6 +9,9 @@ It enforces the rules the real Discord enforces and a bot most often breaks:
 * an interaction must get its first callback within ``ack_window`` (3 s) of the
   ``INTERACTION_CREATE`` dispatch, else 404 ``Unknown interaction`` (10062); a second
   callback is 400 (40060); follow-ups need an acknowledged interaction (else 404 10015);
+  the token takes follow-ups and edits for ``token_ttl`` (15 minutes), then 401
+  ``Invalid Webhook Token`` (50027; discord/discord-api-docs#6851, #2461);
+  :meth:`FakeDiscord.age` makes an interaction older;
 * message content ≤ 2000 characters (UTF-16 units), embeds ≤ 10 a message with title ≤ 256,
   description ≤ 4096 and ≤ 6000 in total → HTTP 400 ``{"code": 50035}``; an empty message
   → 400 (50006); ≤ 10 files, each ≤ ``filesize_limit`` → 413 (40005);
@@ -232,12 +235,14 @@ class FakeDiscord:
         *,
         token: str = "fake-bot-token",
         ack_window: float = 3.0,
+        token_ttl: float = 15 * 60.0,
         filesize_limit: int = 10 * MiB,
         heartbeat_interval_ms: int = 41250,
         allow_privileged_intents: bool = False,
     ) -> None:
         self.token = token
         self.ack_window = ack_window
+        self.token_ttl = token_ttl  # follow-ups and edits by token: 401 50027 after this
         self.filesize_limit = filesize_limit
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.allow_privileged_intents = allow_privileged_intents
@@ -715,9 +720,21 @@ class FakeDiscord:
         await self._changed()
         return json_response(result)
 
+    def _expired(self, ix: FakeInteraction | None) -> bool:
+        return ix is not None and time.monotonic() - ix.dispatched_at > self.token_ttl
+
+    def age(self, ix: FakeInteraction, seconds: float) -> None:
+        """Make an interaction ``seconds`` older (its token expires after ``token_ttl``)."""
+        ix.dispatched_at -= seconds
+        for cb in ix.callbacks:
+            cb.at -= seconds
+
     async def _followup(self, request: web.Request) -> web.StreamResponse:
         ix = self._interaction_by_token(request.match_info["token"])
         body, files = await self._read_message_body(request)
+        if self._expired(ix):  # what Discord answers once the 15 minutes are over
+            self._record(request, 401)
+            return error(401, 50027, "Invalid Webhook Token")
         if ix is None or request.match_info["app"] != str(APP_ID) or not ix.callbacks:
             self._record(request, 404)
             return error(404, 10015, "Unknown Webhook")
@@ -752,6 +769,9 @@ class FakeDiscord:
 
     async def _webhook_message(self, request: web.Request) -> web.StreamResponse:
         ix = self._interaction_by_token(request.match_info["token"])
+        if self._expired(ix):
+            self._record(request, 401)
+            return error(401, 50027, "Invalid Webhook Token")
         if ix is None or not ix.callbacks:
             self._record(request, 404)
             return error(404, 10015, "Unknown Webhook")

@@ -13,6 +13,16 @@ waits → 409 ``Conflict``. Failures are injected with :meth:`FakeBot.fail` (429
 ``retry_after``, 403, 409, …). ``getUpdates`` long-polls on an ``asyncio.Event``: injecting an
 update wakes it at once, so tests never sleep to synchronise.
 
+Flood limits, behind a switch (``FakeTelegram(flood=FloodLimits())`` or
+:meth:`FakeBot.enforce`; off by default so tests that do not care keep working): about one
+message a second per chat with a short burst, at most 20 messages a minute into a group, about
+30 a second overall (https://core.telegram.org/bots/faq#my-bot-is-hitting-limits-how-do-i-avoid-this);
+past them the call gets 429 ``Too Many Requests: retry after N`` with ``retry_after``. An album
+of N photos counts as N messages and an edit as one (Telegram does not document either: the
+fake is conservative). :attr:`FakeBot.outage` makes chosen methods answer 500 for a while;
+:meth:`FakeBot.hold` delivers a message but holds its answer back (a send in flight when the
+bot is killed).
+
 Run alone: ``python -m tests.fakes.telegram_api [port]`` (prints the base URL, then serves;
 ``NBHELP_TELEGRAM__BASE_URL`` = that URL, any token; a bot is created per token).
 """
@@ -22,9 +32,11 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import math
 import re
 import sys
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
@@ -38,6 +50,10 @@ CAPTION_LIMIT = 1024
 PHOTO_LIMIT = 10 * 1024 * 1024
 FILE_LIMIT = 50 * 1024 * 1024
 SEND_METHODS = ("sendMessage", "sendPhoto", "sendMediaGroup", "sendDocument")
+#: Calls that count against the flood limits.
+FLOOD_METHODS = frozenset(
+    {*SEND_METHODS, "editMessageText", "editMessageCaption", "editMessageMedia"}
+)
 CHAT_ACTIONS = {
     "typing",
     "upload_photo",
@@ -183,6 +199,67 @@ def visible(text: str, parse_mode: str | None) -> str:
     raise ApiError(400, f"Bad Request: unsupported parse_mode {parse_mode!r} in this fake")
 
 
+# --- flood limits ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class FloodLimits:
+    """Telegram's documented flood limits (the per-chat burst size is not documented)."""
+
+    chat_rate: float = 1.0  # messages a second in one chat, on average ...
+    chat_burst: int = 4  # ... with this short burst (unverified)
+    group_count: int = 20  # messages into one group ...
+    group_period: float = 60.0  # ... per this many seconds
+    global_count: int = 30  # messages overall ...
+    global_period: float = 1.0  # ... per this many seconds
+
+
+class _Flood:
+    """The limits' state for one bot: a token bucket per chat, sliding windows per group and
+    overall."""
+
+    def __init__(self, limits: FloodLimits, clock: Callable[[], float]) -> None:
+        self.limits, self.clock = limits, clock
+        self.buckets: dict[int, tuple[float, float]] = {}  # chat -> (tokens, stamp)
+        self.groups: dict[int, deque[float]] = {}
+        self.overall: deque[float] = deque()
+        self.refused = 0
+
+    @staticmethod
+    def _window_wait(
+        stamps: deque[float], count: int, period: float, cost: int, now: float
+    ) -> float:
+        while stamps and stamps[0] <= now - period:
+            stamps.popleft()
+        excess = len(stamps) + cost - count
+        if excess <= 0:
+            return 0.0
+        return stamps[min(excess, len(stamps)) - 1] + period - now
+
+    def wait(self, chat_id: int, cost: int) -> float:
+        lim, now = self.limits, self.clock()
+        tokens, stamp = self.buckets.get(chat_id, (float(lim.chat_burst), now))
+        tokens = min(float(lim.chat_burst), tokens + (now - stamp) * lim.chat_rate)
+        self.buckets[chat_id] = (tokens, now)
+        need = min(cost, lim.chat_burst)
+        waits = [0.0 if tokens >= need else (need - tokens) / lim.chat_rate]
+        waits.append(
+            self._window_wait(self.overall, lim.global_count, lim.global_period, cost, now)
+        )
+        if chat_id < 0:
+            stamps = self.groups.setdefault(chat_id, deque())
+            waits.append(self._window_wait(stamps, lim.group_count, lim.group_period, cost, now))
+        return max(waits)
+
+    def book(self, chat_id: int, cost: int) -> None:
+        now = self.clock()
+        tokens, _ = self.buckets[chat_id]
+        self.buckets[chat_id] = (tokens - cost, now)
+        self.overall.extend([now] * cost)
+        if chat_id < 0:
+            self.groups.setdefault(chat_id, deque()).extend([now] * cost)
+
+
 # --- recorded calls and injected failures ----------------------------------------------------
 
 
@@ -244,6 +321,10 @@ class FakeBot:
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.failures: list[Failure] = []
         self.sent_total = 0  # successful sends, all chats (cheap to poll in benchmarks)
+        self.flood: _Flood | None = None
+        self.outage: set[str] = set()  # methods answering 500 Internal Server Error now
+        self.holds: dict[tuple[str, int | None], asyncio.Event] = {}
+        self.accepted: dict[int, list[float]] = {}  # chat -> arrival of each message unit
         self._update_ids = itertools.count(1)
         self._message_ids = itertools.count(1)
         self._file_ids = itertools.count(1)
@@ -375,6 +456,35 @@ class FakeBot:
             Failure(method, times, code, description or "Bad Request", params, chat_id)
         )
 
+    def enforce(
+        self,
+        limits: FloodLimits | None = FloodLimits(),
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        """Answer 429 past Telegram's flood limits (None: stop enforcing them)."""
+        self.flood = None if limits is None else _Flood(limits, clock)
+
+    @property
+    def flood_refusals(self) -> int:
+        return 0 if self.flood is None else self.flood.refused
+
+    def hold(self, method: str, chat_id: int | None = None) -> asyncio.Event:
+        """The next ``method`` call (to ``chat_id``) is carried out but not answered until the
+        returned event is set (or the client goes away: the message stays delivered)."""
+        event = asyncio.Event()
+        self.holds[(method, chat_id)] = event
+        return event
+
+    def most_in_window(self, chat_id: int, period: float) -> int:
+        """The most messages accepted into a chat within any ``period`` seconds."""
+        times = sorted(self.accepted.get(chat_id, []))
+        best, start = 0, 0
+        for end, t in enumerate(times):
+            while t - times[start] >= period:
+                start += 1
+            best = max(best, end - start + 1)
+        return best
+
     def set_member(self, chat_id: int, user_id: int, status: str) -> None:
         self.members[(chat_id, user_id)] = status
 
@@ -448,12 +558,25 @@ class FakeBot:
             failure = self._injected_failure(method, params)
             if failure is not None:
                 raise failure
+            if method in self.outage:
+                raise ApiError(500, "Internal Server Error")
             handler = getattr(self, f"api_{method}", None)
             if handler is None:
                 raise ApiError(404, "Not Found")
+            cost = self._flood_check(method, params)
             call.result = await handler(params, files)
+            self._flood_book(params, cost)
+            held = self._held(method, params)
+            if held is not None:
+                call.status = 200  # delivered: only the answer is held back
+                if method in SEND_METHODS:
+                    self.sent_total += 1
+                await self._changed_now()
+                await held.wait()
+                return 200, {"ok": True, "result": call.result}
         except asyncio.CancelledError:  # the client went away (a cancelled long poll)
-            call.status, call.error = 499, "client closed the request"
+            if call.status != 200:
+                call.status, call.error = 499, "client closed the request"
             raise
         except ApiError as exc:
             call.status, call.error = exc.code, exc.description
@@ -471,6 +594,37 @@ class FakeBot:
             self.sent_total += 1
         await self._changed_now()
         return 200, {"ok": True, "result": call.result}
+
+    def _flood_check(self, method: str, params: dict[str, Any]) -> int:
+        """The message units of a call, once the flood limits allow them (else 429)."""
+        if method not in FLOOD_METHODS:
+            return 0
+        cost = len(params.get("media") or ()) if method == "sendMediaGroup" else 1
+        chat = params.get("chat_id")
+        if self.flood is None or chat is None or not str(chat).lstrip("-").isdigit():
+            return cost
+        wait = self.flood.wait(int(chat), max(1, cost))
+        if wait > 0:
+            self.flood.refused += 1
+            retry = max(1, math.ceil(wait))
+            raise ApiError(429, f"Too Many Requests: retry after {retry}", {"retry_after": retry})
+        self.flood.book(int(chat), max(1, cost))
+        return cost
+
+    def _flood_book(self, params: dict[str, Any], cost: int) -> None:
+        chat = params.get("chat_id")
+        if cost and chat is not None and str(chat).lstrip("-").isdigit():
+            self.accepted.setdefault(int(chat), []).extend([time.monotonic()] * cost)
+
+    def _held(self, method: str, params: dict[str, Any]) -> asyncio.Event | None:
+        chat = params.get("chat_id")
+        for key in (
+            (method, int(chat) if str(chat).lstrip("-").isdigit() else None),
+            (method, None),
+        ):
+            if key in self.holds:
+                return self.holds.pop(key)
+        return None
 
     def _target(self, params: dict[str, Any]) -> int:
         chat_id = params.get("chat_id")
@@ -771,8 +925,11 @@ def _decode(name: str, value: str) -> Any:
 class FakeTelegram:
     """The HTTP server. ``async with FakeTelegram() as fake: bot = fake.new_bot()``."""
 
-    def __init__(self, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self, host: str = "127.0.0.1", port: int = 0, *, flood: FloodLimits | None = None
+    ) -> None:
         self.host, self.port = host, port
+        self.flood = flood  # enforced for every bot made from now on
         self.bots: dict[str, FakeBot] = {}
         self.revoked: set[str] = set()
         self._ids = itertools.count(7_000_000_001)
@@ -800,7 +957,9 @@ class FakeTelegram:
         if token not in self.bots:
             bot_id = int(token.split(":", 1)[0]) if token.split(":", 1)[0].isdigit() else 0
             bot_id = bot_id or next(self._ids)
-            self.bots[token] = FakeBot(token, username or f"nbhelp{bot_id}_bot", bot_id)
+            bot = self.bots[token] = FakeBot(token, username or f"nbhelp{bot_id}_bot", bot_id)
+            if self.flood is not None:
+                bot.enforce(self.flood)
         return self.bots[token]
 
     def new_bot(self, username: str = "nbhelp_test_bot") -> FakeBot:
