@@ -83,7 +83,8 @@ class Batch:
 class ChatBudget:
     """What the platform lets a bot send into one chat."""
 
-    per_minute: float | None = None  # a hard per-minute budget (Telegram groups); None: none
+    count: int | None = None  # at most this many messages ... (None: no such budget)
+    period_s: float = 60.0  # ... in any this many seconds (Telegram groups: 20 a minute)
     combine: bool = False  # answers may be combined into one message
 
 

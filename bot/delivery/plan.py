@@ -6,14 +6,14 @@ progress message), when (the chat's budget), and whether several go as one combi
 sends; :mod:`bot.delivery.dispatch` acts on the decisions, and tests drive them with a fake
 clock.
 
-**Pacing.** A chat with a hard per-minute budget (a Telegram group: 20 a minute) gets a token
-bucket that refills evenly: ``burst`` tokens, refilled at ``(per_minute - burst - reserve)``
-a minute. /run answers need a whole token; quick answers and alerts may dip ``reserve`` tokens
-below zero, so they go out at once even while /run answers use the budget; the progress
-message needs a spare token on top. In any minute that keeps a chat within ``per_minute``
-messages, and spreads /run answers evenly instead of bursting twenty and then going quiet
-for a minute. The adapter's own rate limiter stays the hard guard (and honours
-``retry_after``).
+**Pacing.** A chat with a hard budget (``count`` messages in any ``period`` seconds; a
+Telegram group: 20 a minute) gets a token bucket that refills evenly: ``burst`` tokens,
+refilled at ``(count - burst - reserve)`` a period. /run answers need a whole token; quick
+answers and alerts may dip ``reserve`` tokens below zero, so they go out at once even while
+/run answers use the budget; the progress message needs a spare token on top. In any period
+that keeps a chat within ``count`` messages (``burst + reserve + refill``), and spreads /run
+answers evenly instead of bursting twenty and then going quiet for a minute. The adapter's
+own rate limiter stays the hard guard (and honours ``retry_after``).
 """
 
 from __future__ import annotations
@@ -31,10 +31,12 @@ PROGRESS = "progress"
 class Pacer:
     """A token bucket that keeps one chat under its per-minute budget (see the module)."""
 
-    def __init__(self, per_minute: float, reserve: float, now: float, burst: float = BURST):
-        self.capacity = max(1.0, min(burst, per_minute - 1))
-        self.reserve = max(0.0, min(reserve, per_minute - self.capacity - 1))
-        self.rate = max(per_minute - self.capacity - self.reserve, 1.0) / 60.0
+    def __init__(
+        self, count: int, period_s: float, reserve: float, now: float, burst: float = BURST
+    ) -> None:
+        self.capacity = max(1.0, min(burst, count - 1))
+        self.reserve = max(0.0, min(reserve, count - self.capacity - 1))
+        self.rate = max(count - self.capacity - self.reserve, 1.0) / period_s
         self.tokens = self.capacity
         self.stamp = now
 
@@ -84,8 +86,8 @@ class ChatState:
     @classmethod
     def of(cls, chat_id: str, budget: ChatBudget, s: DeliverySettings, now: float) -> ChatState:
         pacer = None
-        if budget.per_minute is not None:
-            pacer = Pacer(budget.per_minute, s.group_reserve, now)
+        if budget.count is not None:
+            pacer = Pacer(budget.count, budget.period_s, s.group_reserve, now)
         return cls(chat_id, budget, pacer)
 
     def add(self, parcel: Parcel) -> None:

@@ -109,6 +109,7 @@ def make_registry() -> Registry:
     r.add(Command("photo", "Images", h.photo))
     r.add(Command("doc", "A file", h.document))
     r.add(Command("slow", "Waits for the test", h.slow))
+    r.add(Command("work", "A stand-in /run", h.work, lane="run"))
     return r
 
 

@@ -83,3 +83,30 @@ async def slow(ctx: Context, msg: Inbound) -> Reply:
         raise
     GATE.finished = True
     return Reply.of(para("slow done"))
+
+
+class Crowd:
+    """Holds /work runs until a test lets them go (a workshop's runs queueing)."""
+
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self, *, hold: bool = False) -> None:
+        self.go = asyncio.Event()
+        if not hold:
+            self.go.set()
+        self.started = 0
+
+
+CROWD = Crowd()
+
+
+async def work(ctx: Context, msg: Inbound) -> Reply:
+    """A stand-in /run (lane "run"): waits for the crowd's gate, then answers with the
+    person's own output (and a plot for ``/work plot``)."""
+    await CROWD.go.wait()  # queued
+    if msg.on_started is not None:
+        await msg.on_started()
+    CROWD.started += 1
+    images = (Image(png(16, 12, seed=len(msg.user_id)), "plot.png"),) if "plot" in msg.args else ()
+    return Reply(blocks=(codeblock(f"out-{msg.user_id}: {msg.args}"),), images=images)

@@ -177,7 +177,7 @@ class TelegramAdapter:
         """Groups: their per-minute budget, and answers may be combined."""
         if is_group(chat_id):
             limits = self.limiter.limits
-            return ChatBudget(limits.group_count * 60.0 / limits.group_period, combine=True)
+            return ChatBudget(limits.group_count, limits.group_period, combine=True)
         return ChatBudget()
 
     def pack(self, chat_id: str, parcels: Sequence[Parcel], limit: int) -> int:
