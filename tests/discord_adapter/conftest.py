@@ -68,6 +68,7 @@ def registry_for_tests() -> Registry:
             (Option("text", "Text", required=True, rest=True),),
         ),
         Command("slow", "Takes its time", handlers.slow, (Option("seconds", "How long"),)),
+        Command("held", "Waits for the test", handlers.held),
         Command(
             "files", "Sends files", handlers.files, (Option("size", "Image bytes", type="integer"),)
         ),

@@ -76,3 +76,20 @@ async def status_card(ctx: Context, msg: Inbound) -> Reply:
         tone="error",
         images=(Image(PNG, "uptime.png"),),
     )
+
+
+class Hold:
+    """Holds ``/held`` until a test lets it go (made fresh in each test's event loop)."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.started = asyncio.Event()
+
+
+HOLD = Hold()
+
+
+async def held(ctx: Context, msg: Inbound) -> Reply:
+    HOLD.started.set()
+    await HOLD.go.wait()
+    return Reply.of(para(f"held answer for {msg.display_name}"))

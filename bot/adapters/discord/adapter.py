@@ -45,9 +45,12 @@ class DiscordAdapter:
 
     name = "discord"
 
-    def __init__(self, core: Core, settings: DiscordSettings) -> None:
+    def __init__(
+        self, core: Core, settings: DiscordSettings, *, stop_grace_s: float = STOP_GRACE_S
+    ) -> None:
         self.core = core
         self.settings = settings
+        self.stop_grace_s = stop_grace_s
         self.interactions = Interactions(core, platform=self.name)
         self.gateway = Gateway(settings, self.interactions)
         self._open = False
@@ -89,8 +92,8 @@ class DiscordAdapter:
             return
         self._stopped = True
         self.interactions.stopping = self.gateway.closing = True
-        await self.interactions.drain(STOP_GRACE_S)
-        await self._close_outlet(STOP_GRACE_S)
+        await self.interactions.drain(self.stop_grace_s)
+        await self._close_outlet(self.stop_grace_s)
         await self.gateway.close()
         log.info("discord adapter stopped")
 
