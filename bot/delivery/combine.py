@@ -99,5 +99,5 @@ def contact_sheet(tiles: Sequence[Tile]) -> bytes:
         picture.thumbnail((TILE_W - 8, TILE_H - 8))
         sheet.paste(picture, (x + (TILE_W - picture.width) // 2, y + LABEL_H))
     out = io.BytesIO()
-    sheet.save(out, "PNG", optimize=True)
+    sheet.save(out, "PNG")
     return out.getvalue()

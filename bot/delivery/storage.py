@@ -260,15 +260,6 @@ def note_attempt(db: Database, ids: list[int], error: str) -> None:
             )
 
 
-def move_chat(db: Database, adapter: str, old: str, new: str) -> int:
-    """A chat changed its id: its pending replies follow it."""
-    return db.execute(
-        "UPDATE delivery_outbox SET chat_id = ? WHERE adapter = ? AND chat_id = ? "
-        "AND state = 'pending'",
-        [new, adapter, old],
-    ).rowcount
-
-
 def prune(db: Database, before: float) -> int:
     """Forget finished requests and replies older than ``before``."""
     with transaction(db):

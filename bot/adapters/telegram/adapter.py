@@ -99,6 +99,7 @@ class TelegramAdapter:
             admin_cache_s=admin_cache_s,
         )
         self._progress: dict[str, int] = {}  # chat → its progress message
+        self._typers: dict[tuple[int, int | None], _Typer] = {}
         self._open = False
         self._started = False
         self._stopped = False
@@ -264,11 +265,37 @@ class TelegramAdapter:
             return False
 
     def working(self, request: Request) -> AbstractAsyncContextManager[None]:
-        """ "typing…" while the request is handled (after ``typing_after_s``)."""
+        """ "typing…" while requests of a chat are handled (after ``typing_after_s``): one
+        loop per chat and topic however many requests it has in flight."""
         target = chat_id_of(request.chat_id)
         if not isinstance(target, int):
             return _nothing()
-        return self.outbound.chat_action(target, request.route.get("thread_id"))
+        return self._typing(target, request.route.get("thread_id"))
+
+    @contextlib.asynccontextmanager
+    async def _typing(self, chat: int, thread: int | None) -> AsyncIterator[None]:
+        key = (chat, thread)
+        entry = self._typers.get(key)
+        if entry is None:
+            action = self.outbound.chat_action(chat, thread)
+            await action.__aenter__()
+            entry = self._typers[key] = _Typer(action)
+        entry.users += 1
+        try:
+            yield
+        finally:
+            entry.users -= 1
+            if entry.users == 0 and self._typers.get(key) is entry:
+                del self._typers[key]
+                await entry.action.__aexit__(None, None, None)
+
+
+class _Typer:
+    """One chat's "typing…" loop and the requests it shows for."""
+
+    def __init__(self, action: AbstractAsyncContextManager[None]) -> None:
+        self.action = action
+        self.users = 0
 
 
 @contextlib.asynccontextmanager
