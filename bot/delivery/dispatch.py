@@ -116,7 +116,14 @@ class Dispatcher:
         parcel = Parcel(0, self.name, chat_id, lane, reply, created_at=self.wall(), retry=False)
         parcel.outcome = outcome
         self.put(parcel)
-        await outcome
+        try:
+            await outcome
+        except asyncio.CancelledError:  # nobody waits for it any more: do not send it
+            st = self.chats.get(chat_id)
+            if st is not None:
+                st.remove([parcel])
+            outcome.cancel()
+            raise
 
     def poke(self, chat_id: str) -> None:
         """Something changed in this chat (a reply, its queue): look at it again."""

@@ -344,3 +344,33 @@ async def test_a_chat_queue_shows_one_progress_view(store: Store) -> None:
     await outlet.until(lambda: len(outlet.sent) >= 1 and not outlet.views[-1].entries)
     await outlet.until(lambda: sum(len(p) for _, p in outlet.sent) == 5)
     await desk.aclose()
+
+
+def test_a_reply_survives_the_outbox_unchanged() -> None:
+    from bot.core.models import Attachment, Image, bold, bullets, code, codeblock, link
+    from bot.delivery.codec import load_reply
+
+    reply = Reply(
+        blocks=(
+            para(bold("Colab"), " is ", code("down"), " — ", link("status", "https://x.org")),
+            bullets("one", ("two ", bold("2")), numbered=True),
+            codeblock("print('héllo')\n", "python"),
+        ),
+        images=(Image(b"\x89PNG\x00\xff", "plot.png", "a plot"),),
+        files=(Attachment(b"a,b\n", "t.csv", "table"),),
+        ephemeral=True,
+        tone="warn",
+        title="Colab — down",
+    )
+    assert load_reply(dump_reply(reply)) == reply
+
+
+def test_a_group_progress_line_names_who_is_next() -> None:
+    from bot.adapters.telegram.adapter import progress_text
+    from bot.delivery.models import Waiting
+
+    entries = tuple(Waiting(i, f"S{i}", i == 0, 0.0) for i in range(6))
+    view = QueueView("-1", entries)
+    assert progress_text(view, group=True) == "⏳ 5 runs queued · 1 running · next: S1, S2, S3 …"
+    mine = QueueView("7", (Waiting(1, "Ama", False, 0.0, "⏳ you are number 3"),))
+    assert progress_text(mine, group=False) == "⏳ you are number 3"

@@ -44,6 +44,28 @@ async def test_fifty_runs_in_one_channel_are_all_acknowledged_and_answered(
     assert all('"token": "tok' in r[2] and '"application_id"' in r[2] for r in rows)
 
 
+async def test_each_interaction_is_recorded_before_it_is_acknowledged(
+    bot: DiscordAdapter, fake: FakeDiscord, settings: Settings
+) -> None:
+    seen: dict[int, list[tuple[str, str]]] = {}
+
+    def look(ix: object) -> None:  # what the database holds when Discord hears back
+        iid = ix.id  # type: ignore[attr-defined]
+        with sqlite3.connect(settings.db) as db:
+            seen[iid] = db.execute(
+                "SELECT key, request FROM delivery_inbound WHERE key = ?", [str(iid)]
+            ).fetchall()
+
+    fake.on_callback = look
+    asked = [await fake.slash("help"), await fake.slash("slow", {"seconds": "0.1"})]
+    for ix in asked:
+        await replies(fake, ix)
+    for ix in asked:
+        ((key, raw),) = seen[ix.id]
+        assert key == str(ix.id) and ix.token in raw  # the token is kept for a restart
+    assert asked[0].response_type == 4 and asked[1].response_type == 5
+
+
 async def _restart(
     core: Core, settings: Settings, fake: FakeDiscord, *, age_s: float = 0.0
 ) -> tuple[FakeDiscord, DiscordAdapter, Core]:

@@ -243,6 +243,9 @@ class FakeDiscord:
         self.token = token
         self.ack_window = ack_window
         self.token_ttl = token_ttl  # follow-ups and edits by token: 401 50027 after this
+        # called with each interaction as its first callback arrives (tests look at the world
+        # at the moment Discord hears back)
+        self.on_callback: Callable[[FakeInteraction], None] | None = None
         self.filesize_limit = filesize_limit
         self.heartbeat_interval_ms = heartbeat_interval_ms
         self.allow_privileged_intents = allow_privileged_intents
@@ -667,6 +670,8 @@ class FakeDiscord:
         if ix is None or ix.token != request.match_info["token"]:
             self._record(request, 404)
             return error(404, 10062, "Unknown interaction")
+        if self.on_callback is not None and not ix.callbacks:
+            self.on_callback(ix)
         if now - ix.dispatched_at > ix.ack_window:
             cb.status = 404
             ix.rejected.append(cb)
