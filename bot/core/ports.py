@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bot.monitor.view import VerdictView
 
 OnQueued = Callable[[int], Awaitable[None]]
+OnProgress = Callable[[str], Awaitable[None]]
 
 
 class MonitorPort(Protocol):
@@ -78,7 +79,9 @@ class KernelsPort(Protocol):
 
     async def start(self) -> None: ...
 
-    def info(self) -> KernelInfo: ...
+    async def info(self) -> KernelInfo:
+        """The state of /run, with one line per configured backend."""
+        ...
 
     async def run(
         self,
@@ -87,6 +90,7 @@ class KernelsPort(Protocol):
         code: str,
         *,
         on_queued: OnQueued | None = None,
+        on_progress: OnProgress | None = None,
         gpu: bool = False,
     ) -> RunResult: ...
 
