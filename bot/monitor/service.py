@@ -255,11 +255,14 @@ class MonitorService:
         now = self.clock()
         return await self.store.read(lambda db: history.series(db, platform_id, now, span))
 
-    async def chart(self, platform_id: str, span: str = "24h") -> bytes:
-        """A PNG of response time and up/down over ``span``, drawn off the event loop."""
-        from bot.monitor.chart import render_png
+    async def chart(self, platform_id: str, span: str = "24h") -> bytes | str:
+        """A PNG of response time and up/down over ``span`` (drawn off the event loop), or a
+        sentence saying why there is not enough data to draw yet."""
+        from bot.monitor.chart import render_png, too_little
 
         points = await self.series(platform_id, span)
+        if (why := too_little(points, span, self.clock())) is not None:
+            return why
         name = self.platforms[platform_id].name
         label = history.span_label(span)
         return await asyncio.to_thread(
