@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from bot import metrics
 from bot.monitor import alerts, history
 from bot.monitor.evidence import Evidence
 from bot.monitor.fetch import Fetcher
@@ -166,6 +167,13 @@ class MonitorService:
                 self.storage.apply, by=by, offline=offline, now=now, reached=control is True
             )
         )
+        for pid, evidence in by.items():
+            for e in evidence:
+                if e.is_probe:
+                    latency = None if e.latency_ms is None else e.latency_ms / 1000
+                    metrics.observe_probe(pid, e.signal, latency)
+            if pid in out:
+                metrics.set_verdict(pid, out[pid].status)
         if queued and self._alerts_ready is not None:
             self._alerts_ready.set()
         self.sweeps += 1

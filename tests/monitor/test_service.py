@@ -470,3 +470,18 @@ async def test_control_ok_clears_offline_even_when_the_platform_fails(  # type: 
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_sweeps_feed_the_probe_and_verdict_metrics(fake, service_factory):  # type: ignore[no-untyped-def]
+    from bot import metrics
+
+    mine = metrics.Metrics()
+    previous = metrics.use(mine)
+    try:
+        svc = service_factory({"colab": colab(fake, "t-metrics")})
+        await svc.check("colab")
+        text = mine.exposition().decode()
+    finally:
+        metrics.use(previous)
+    assert 'nbhelp_probes_total{platform="colab",result="up"} 1.0' in text
+    assert 'nbhelp_platform_status{platform="colab",status="up"} 1.0' in text
