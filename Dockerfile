@@ -53,4 +53,4 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=30s --retries=3 \
     CMD ["python", "-c", "import os, urllib.request as u; p = os.environ.get('NBHELP_WEB__PORT') or os.environ.get('PORT') or '8080'; u.urlopen(f'http://127.0.0.1:{p}/healthz', timeout=4)"]
 
 # The web process: status page, API, metrics and (with tokens set) the chat adapters.
-CMD ["python", "-m", "bot.web"]
+CMD ["python", "-m", "bot", "web"]

@@ -10,12 +10,27 @@ from pathlib import Path
 REDACTED = "[redacted]"
 
 
+_SECRETS: set[str] = set()
+
+
+def add_secret(value: str | None) -> None:
+    """Redact ``value`` from every log line from now on (a secret learned after start-up,
+    e.g. a token read from a file)."""
+    if value and len(value) >= 4:
+        _SECRETS.add(value)
+
+
 class RedactSecrets(logging.Filter):
     """Replace every known secret value in a record's final message (and exception text)."""
 
     def __init__(self, secrets: Iterable[str]) -> None:
         super().__init__()
-        self.secrets = [s for s in secrets if len(s) >= 4]
+        for s in secrets:
+            add_secret(s)
+
+    @property
+    def secrets(self) -> list[str]:
+        return sorted(_SECRETS, key=len, reverse=True)
 
     def filter(self, record: logging.LogRecord) -> bool:
         if not self.secrets:

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -36,6 +36,8 @@ from pydantic_settings import (
 )
 
 from bot.delivery.settings import DeliverySettings
+from bot.kernels.gateway.settings import GatewaySettings
+from bot.kernels.kaggle.settings import KaggleSettings
 from bot.kernels.settings import RunSettings
 from bot.monitor.settings import MonitorSettings
 from bot.text import did_you_mean
@@ -145,6 +147,28 @@ class Settings(BaseSettings):
         default_factory=WebSettings,
         description="status page, JSON API, health and metrics (port: NBHELP_WEB__PORT or $PORT)",
     )
+    gateways: dict[str, GatewaySettings] = Field(
+        default_factory=dict,
+        description="Jupyter Kernel/Enterprise Gateways by name ([gateways.gpu] base_url = …); "
+        "docs/gpu.md",
+    )
+    kaggle: KaggleSettings = Field(
+        default_factory=KaggleSettings,
+        description="Kaggle's free GPUs as a batch backend for /run --gpu (docs/kaggle.md)",
+    )
+
+    @model_validator(mode="after")
+    def _backends_exist(self) -> Settings:
+        names = {f"gateway:{n}" for n in self.gateways} | {"local", "kaggle"}
+        wanted = [self.run.backend, *(self.run.gpu_route or ())]
+        unknown = [w for w in wanted if w not in names]
+        if unknown:
+            raise ValueError(
+                f"run: backend {unknown[0]!r} is not configured (known: {', '.join(sorted(names))})"
+            )
+        if self.run.backend == "kaggle":
+            raise ValueError("run: backend kaggle is batch-only: use it in gpu_route")
+        return self
 
     @classmethod
     def settings_customise_sources(
@@ -410,6 +434,9 @@ def load_settings(**overrides: Any) -> tuple[Settings, dict[tuple[str, ...], Ori
             path = tuple(str(p) for p in err["loc"] if not isinstance(p, int))
             if err.get("type") == "extra_forbidden" and path[:1] and path[0].startswith("nbhelp_"):
                 continue  # a .env name already reported above, with its did-you-mean
+            if not path:  # a rule across sections: its message names the keys
+                problems.append(_reason(err))
+                continue
             found = {
                 sub: origin_of(
                     sub, init=overrides, environ=env, dotenv=dotenv, file=file, file_path=file_path

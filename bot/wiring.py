@@ -23,7 +23,7 @@ from knowledge.loader import load
 from knowledge.ranking import rank
 
 if TYPE_CHECKING:
-    from bot.kernels.service import KernelService
+    from bot.kernels.router import Kernels
     from bot.monitor.service import MonitorService
 
 PROJECT = Path(__file__).resolve().parents[1]
@@ -97,16 +97,58 @@ def protected_paths(settings: Settings) -> list[Path]:
     return protected
 
 
-def build_kernels(ctx: Context) -> KernelService | None:
-    run = ctx.settings.run
+def build_kernels(ctx: Context) -> Kernels | None:
+    """Every configured /run backend behind one router (bot/kernels/router.py)."""
+    settings = ctx.settings
+    run = settings.run
     if not run.enabled:
         return None
+    from bot.kernels.gateway.backend import GatewayBackend
+    from bot.kernels.kaggle.runner import KaggleRunner
+    from bot.kernels.router import Kernels, Target
     from bot.kernels.service import KernelService
 
-    return KernelService(
-        run.limits(),
-        allow_unsandboxed=run.unsandboxed_i_trust_every_user,
-        run_dir=run.run_dir,
-        protected_paths=protected_paths(ctx.settings),
-        fence=run.fence,
-    )
+    limits = run.limits()
+    targets: dict[str, Target] = {}
+
+    def local() -> Target:
+        if "local" not in targets:
+            service = KernelService(
+                limits,
+                allow_unsandboxed=run.unsandboxed_i_trust_every_user,
+                run_dir=run.run_dir,
+                protected_paths=protected_paths(settings),
+                fence=run.fence,
+            )
+            targets["local"] = Target("local", service=service)
+        return targets["local"]
+
+    def gateway(name: str) -> Target:
+        key = f"gateway:{name}"
+        if key not in targets:
+            gw = settings.gateways[name].model_copy(update={"name": name})
+            gw_limits = gw.kernel_limits(limits)
+            backend = GatewayBackend(gw, gw_limits)
+            targets[key] = Target(key, service=KernelService(gw_limits, backend=backend))
+        return targets[key]
+
+    def target(name: str) -> Target:
+        if name == "local":
+            return local()
+        if name == "kaggle":
+            if "kaggle" not in targets:
+                targets["kaggle"] = Target(
+                    "kaggle", kaggle=KaggleRunner(settings.kaggle, ctx.store)
+                )
+            return targets["kaggle"]
+        return gateway(name.removeprefix("gateway:"))
+
+    plain = target(run.backend)
+    if run.gpu_route is not None:
+        route = [target(name) for name in run.gpu_route]
+    else:
+        route = [gateway(n) for n, gw in settings.gateways.items() if gw.gpu]
+        if settings.kaggle.enabled:
+            route.append(target("kaggle"))
+        route.append(local())  # used only when this host has a GPU
+    return Kernels(plain, route)

@@ -29,10 +29,10 @@ COMMANDS: tuple[Command, ...] = (
         status.status,
         (
             PLATFORM,
-            Option("chart", "A chart of the last 24 h or 7 days", choices=("24h", "7d")),
+            Option("chart", "A chart of the last 24 h, 7 or 30 days", choices=("24h", "7d", "30d")),
         ),
-        usage="/status [platform] [chart [7d]]",
-        examples=("/status", "/status colab", "/status colab chart 7d"),
+        usage="/status [platform] [chart [24h|7d|30d]]",
+        examples=("/status", "/status colab", "/status colab chart 30d"),
     ),
     Command(
         "report",

@@ -63,9 +63,15 @@ async def report(ctx: Context, msg: Inbound) -> Reply:
             "detected": "Problems detected by the community.",
             "possible": "Possible problems.",
         }.get(s.level, "")
+        others = (
+            f"No one else has reported {platform.name} in the last "
+            f"{duration(s.window_s)}; {s.usual()}."
+            if s.people <= 1
+            else s.line + "."
+        )
         blocks = [
             para(f"Thanks — your report on {platform.name} is counted. {level}".strip()),
-            para(s.line + "."),
+            para(others),
         ]
     if known is not None:  # known wording that may also mean an outage: counted, and explained
         blocks += entry_blocks(known, ctx.knowledge)

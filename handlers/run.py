@@ -76,7 +76,7 @@ async def run(ctx: Context, msg: Inbound) -> Reply:
     kernels = need_kernels(ctx, NOT_CONFIGURED)
     if "--info" in flags:
         await kernels.start()
-        return info_reply(kernels.info())
+        return info_reply(await kernels.info())
     source = extract_code(rest, msg.replied_text)
     if not source.strip():
         raise UserError(NO_CODE)
@@ -95,6 +95,7 @@ async def run(ctx: Context, msg: Inbound) -> Reply:
             f"{msg.platform}:{msg.user_id}",
             source,
             on_queued=on_queued,
+            on_progress=msg.notify,
             on_started=msg.on_started,
             gpu="--gpu" in flags,
         )
@@ -158,12 +159,14 @@ def result_reply(result: RunResult, *, queued: int = 0) -> Reply:
 
 def info_reply(info: KernelInfo) -> Reply:
     lines = [
-        f"Backend: {info.backend} ({'sandboxed' if info.sandboxed else 'NOT sandboxed'})",
-        f"GPU: {info.gpu or 'none on this host'}",
+        f"Plain /run: {info.backend} ({'sandboxed' if info.sandboxed else 'NOT sandboxed'})",
+        f"GPU (/run --gpu): {info.gpu or 'none configured'}",
         f"Python {info.python}; " + ", ".join(info.packages),
         f"Limits: {info.limits.describe()}",
         f"Warm kernels: {info.warm_kernels} · sessions: {info.sessions} · running: {info.running} · queued: {info.queued}",
         *(f"Fence: {line}" for line in info.fences),
+        *(["Backends:"] if info.backends else []),
+        *(f"  · {line}" for line in info.backends),
     ]
     blocks: list[Block] = [
         para(

@@ -1,4 +1,4 @@
-"""/status [platform] [chart [7d]]: the outage monitor's verdict, its evidence and age.
+"""/status [platform] [chart [24h|7d|30d]]: the outage monitor's verdict, its evidence and age.
 
 Retired platforms answer from the knowledge base. A stale verdict is checked on the spot; in
 a chat the answer waits a few seconds at most (then says a check is running), while the
@@ -7,6 +7,7 @@ console and ``ask`` wait for the check to finish.
 
 from __future__ import annotations
 
+import re
 from typing import TYPE_CHECKING
 
 from bot.core.context import Context
@@ -26,6 +27,7 @@ from bot.core.models import (
     para,
 )
 from bot.core.parse import words
+from bot.monitor.history import SPAN_LABELS
 from bot.monitor.view import pct
 from handlers.common import currently_down, need_monitor, resolve_platform
 from handlers.platforms import retired_blocks
@@ -38,7 +40,20 @@ if TYPE_CHECKING:
 
 TONE = {"up": "ok", "degraded": "warn", "maintenance": "warn", "down": "error", "unknown": "info"}
 CHART_WORDS = {"chart", "graph", "plot", "history"}
-SPANS = {"24h", "7d", "week", "7days"}
+# Every way to name a chart range, and the range it means.
+SPANS = {
+    "24h": "24h",
+    "1d": "24h",
+    "day": "24h",
+    "7d": "7d",
+    "week": "7d",
+    "7days": "7d",
+    "1w": "7d",
+    "30d": "30d",
+    "month": "30d",
+    "30days": "30d",
+}
+RANGE_WORD = re.compile(r"^\d+(h|d|w|m|days?|weeks?|months?)$")
 LOCAL_CHECKS = (
     "Your connection: does another site load? Try mobile data instead of Wi-Fi, or the reverse",
     "DNS or VPN: switch DNS (e.g. 1.1.1.1) or turn a VPN off/on",
@@ -49,9 +64,16 @@ LOCAL_CHECKS = (
 
 async def status(ctx: Context, msg: Inbound) -> Reply:
     ws = words(msg.args)
-    wants_chart = bool((CHART_WORDS | SPANS) & set(ws))
-    span = "7d" if {"7d", "week", "7days"} & set(ws) else "24h"
-    name = " ".join(w for w in ws if w not in CHART_WORDS | SPANS)
+    wants_chart = bool((CHART_WORDS | set(SPANS)) & set(ws))
+    spans = [SPANS[w] for w in ws if w in SPANS]
+    span = spans[-1] if spans else "24h"
+    odd = [w for w in ws if w not in SPANS and RANGE_WORD.match(w)]
+    if odd:
+        raise UserError(
+            f"I can draw the last 24h, 7d or 30d, not {odd[0][:12]}: "
+            f"e.g. /status {' '.join(w for w in ws if w not in odd) or 'colab'} chart 30d."
+        )
+    name = " ".join(w for w in ws if w not in CHART_WORDS and w not in SPANS)
     platform = resolve_platform(ctx, name) if name else None
     if platform is not None and not platform.alive:
         return Reply.of(*retired_blocks(ctx, platform), tone="warn")
@@ -71,11 +93,13 @@ async def status(ctx: Context, msg: Inbound) -> Reply:
             para(platform.summary),
         )
     if wants_chart:
-        png = await monitor.chart(platform.id, span)
-        label = "last 24 h" if span == "24h" else "last 7 days"
+        chart = await monitor.chart(platform.id, span)
+        if isinstance(chart, str):  # too little data yet: say so rather than draw nothing
+            return Reply.of(para(bold(f"{platform.name}: "), chart))
+        label = SPAN_LABELS[span]
         return Reply(
             (para(f"{platform.name}: response time and up/down, {label}."),),
-            images=(Image(png, f"{platform.id}-{span}.png", f"{platform.name} — {label}"),),
+            images=(Image(chart, f"{platform.id}-{span}.png", f"{platform.name} — {label}"),),
         )
     view = await monitor.status(platform.id, patient=msg.patient)
     return detail(

@@ -44,12 +44,21 @@ NO_MONITOR = "Alerts are not available: the outage monitor is not configured."
 
 async def subscribe(ctx: Context, msg: Inbound) -> Reply:
     monitor = need_monitor(ctx, NO_MONITOR)
-    sub = await monitor.subscribe(msg.platform, msg.chat_id, _targets(ctx, msg.args))
-    return Reply.of(
-        para(f"This chat now gets outage and recovery alerts for {_describe(ctx, sub)}."),
-        para(code("/unsubscribe"), " stops them."),
-        tone="ok",
-    )
+    targets = _targets(ctx, msg.args)
+    sub = await monitor.subscribe(msg.platform, msg.chat_id, targets)
+    blocks = [para(f"This chat now gets outage and recovery alerts for {_describe(ctx, sub)}.")]
+    if targets is None and not msg.args.strip():  # nothing named: say what "everything" means
+        blocks.append(
+            para(
+                "That includes platforms added later. To get fewer, ",
+                code("/unsubscribe all"),
+                " then e.g. ",
+                code("/subscribe colab kaggle"),
+                ".",
+            )
+        )
+    blocks.append(para(code("/unsubscribe"), " stops them."))
+    return Reply.of(*blocks, tone="ok")
 
 
 async def unsubscribe(ctx: Context, msg: Inbound) -> Reply:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from bot.monitor.view import VerdictView
 
 OnQueued = Callable[[int], Awaitable[None]]
+OnProgress = Callable[[str], Awaitable[None]]
 
 
 class MonitorPort(Protocol):
@@ -29,7 +30,9 @@ class MonitorPort(Protocol):
 
     async def status_all(self, *, patient: bool = False) -> list[VerdictView]: ...
 
-    async def chart(self, platform_id: str, span: str = "24h") -> bytes: ...
+    async def chart(self, platform_id: str, span: str = "24h") -> bytes | str:
+        """A PNG, or a sentence saying why there is not enough data to draw yet."""
+        ...
 
     async def current_statuses(self) -> dict[str, Status]: ...
 
@@ -78,7 +81,9 @@ class KernelsPort(Protocol):
 
     async def start(self) -> None: ...
 
-    def info(self) -> KernelInfo: ...
+    async def info(self) -> KernelInfo:
+        """The state of /run, with one line per configured backend."""
+        ...
 
     async def run(
         self,
@@ -87,6 +92,7 @@ class KernelsPort(Protocol):
         code: str,
         *,
         on_queued: OnQueued | None = None,
+        on_progress: OnProgress | None = None,
         on_started: Callable[[], Awaitable[None]] | None = None,
         gpu: bool = False,
     ) -> RunResult:

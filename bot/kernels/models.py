@@ -116,3 +116,4 @@ class KernelInfo:
     running: int = 0
     queued: int = 0
     fences: tuple[str, ...] = ()  # which fences are active, one line each
+    backends: tuple[str, ...] = ()  # every configured /run backend and its state, one line each

@@ -146,6 +146,10 @@ class KernelService:
         await self._pool.aclose()
         await self._backend.aclose()
 
+    @property
+    def backend(self) -> KernelBackend:
+        return self._backend
+
     def kill_now(self) -> int:
         """The last resort when :meth:`aclose` ran out of time: kill every kernel now."""
         self._closed = True

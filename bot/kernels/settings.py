@@ -117,6 +117,17 @@ class RunSettings(KernelLimits):
         description="the resource fence around each sandbox (docs/sandbox.md)",
     )
     enabled: bool = Field(True, description="offer /run at all")
+    backend: str = Field(
+        "local",
+        pattern=r"^(local|gateway:[a-z0-9][a-z0-9_-]{0,39})$",
+        description="where plain /run runs: local (this host's sandbox) or gateway:<name> "
+        "(a [gateways.<name>] section)",
+    )
+    gpu_route: tuple[str, ...] | None = Field(
+        None,
+        description="where /run --gpu tries, in order: gateway:<name>, kaggle, local; default: "
+        "every GPU gateway, then Kaggle, then this host if it has a GPU",
+    )
     run_dir: Path | None = Field(
         None, description="where kernels' private directories live (default: the temp dir)"
     )

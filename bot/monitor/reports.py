@@ -42,8 +42,17 @@ class ReportSummary:
         chats = "chat" if self.chats == 1 else "chats"
         return (
             f"Community: {self.people} {ppl} in {self.chats} {chats} reported problems in the "
-            f"last {mins} min (usual {self.baseline:.1f})"
+            f"last {mins} min ({self.usual()})"
         )
+
+    def usual(self) -> str:
+        """The baseline in words: how many reports are normal at this time of the week."""
+        b = self.baseline
+        if b < 0.05:
+            return "usually nobody reports anything at this time of the week"
+        if b < 1:
+            return "usually under one report at this time of the week"
+        return f"usually about {round(b)} at this time of the week"
 
 
 @dataclass(frozen=True, slots=True)

@@ -22,6 +22,7 @@ from typing import Any
 
 import httpx
 
+from bot import metrics
 from bot.monitor import alerts, history
 from bot.monitor.evidence import Evidence
 from bot.monitor.fetch import Fetcher
@@ -166,6 +167,13 @@ class MonitorService:
                 self.storage.apply, by=by, offline=offline, now=now, reached=control is True
             )
         )
+        for pid, evidence in by.items():
+            for e in evidence:
+                if e.is_probe:
+                    latency = None if e.latency_ms is None else e.latency_ms / 1000
+                    metrics.observe_probe(pid, e.signal, latency)
+            if pid in out:
+                metrics.set_verdict(pid, out[pid].status)
         if queued and self._alerts_ready is not None:
             self._alerts_ready.set()
         self.sweeps += 1
@@ -255,11 +263,14 @@ class MonitorService:
         now = self.clock()
         return await self.store.read(lambda db: history.series(db, platform_id, now, span))
 
-    async def chart(self, platform_id: str, span: str = "24h") -> bytes:
-        """A PNG of response time and up/down over ``span``, drawn off the event loop."""
-        from bot.monitor.chart import render_png
+    async def chart(self, platform_id: str, span: str = "24h") -> bytes | str:
+        """A PNG of response time and up/down over ``span`` (drawn off the event loop), or a
+        sentence saying why there is not enough data to draw yet."""
+        from bot.monitor.chart import render_png, too_little
 
         points = await self.series(platform_id, span)
+        if (why := too_little(points, span, self.clock())) is not None:
+            return why
         name = self.platforms[platform_id].name
         label = history.span_label(span)
         return await asyncio.to_thread(

@@ -37,10 +37,10 @@ def kernels_check(core: Core) -> Callable[[], Check] | None:
         return None
 
     def check() -> Check:
-        k = core.ctx.kernels() if "kernels" in core.ctx.services else None
-        if k is None:
+        info_now = getattr(core.ctx.services.get("kernels"), "info_now", None)
+        if info_now is None:
             return Check(False, "not started", required=False)
-        info = k.info()
+        info = info_now()
         if not info.available:
             return Check(False, info.unavailable_reason or "unavailable", required=False)
         return Check(

@@ -10,6 +10,7 @@ long before it.
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -17,8 +18,10 @@ import pytest
 
 from bot.adapters.discord import DiscordAdapter
 from bot.core.app import Core
+from bot.monitor import history
 from bot.monitor.service import MonitorService
 from bot.monitor.settings import MonitorSettings
+from bot.store import transaction
 from tests.discord_adapter.conftest import MakeBot, replies
 from tests.fakes.discord_api import CHANNEL_ID, MANAGE_GUILD, MEMBER_PERMISSIONS, FakeDiscord
 from tests.helpers import build_registry
@@ -61,7 +64,15 @@ async def test_status_is_deferred_and_answered_after_the_window(
     assert answered_after > 1.0
 
 
-async def test_status_chart_is_a_deferred_image(monitored, fake: FakeDiscord) -> None:
+async def test_status_chart_is_a_deferred_image(monitored, fake: FakeDiscord, core) -> None:
+    now = time.time()
+
+    def seed(db: Any) -> None:
+        with transaction(db):
+            for i in range(1, 30):
+                history.record(db, "colab", now - i * 300, "up", 80.0)
+
+    await core.ctx.store.call(seed)
     ix = await fake.slash("status", {"platform": "colab", "chart": "24h"})
     await replies(fake, ix)
     assert ix.response_type == 5

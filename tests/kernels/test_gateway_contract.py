@@ -206,3 +206,41 @@ async def test_reset_deletes_the_kernel_and_its_sandbox(
     assert result.text == "False\n"
     after = set(wrapper_pids(real_gateway))
     assert len(before - after) >= 1  # the reset kernel's wrapper (and sandbox) is gone
+
+
+@pytest.mark.asyncio(loop_scope="module")
+async def test_gpu_command_end_to_end_through_the_core(
+    real_gateway: RealGateway, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """`/run --gpu` in a chat, routed by the settings to a "GPU" gateway: the real Kernel
+    Gateway with the bubblewrap kernelspec (a plain one standing in for a GPU kernelspec)."""
+    from bot.settings import Settings
+    from bot.wiring import build_core
+    from tests.conftest import Chat
+
+    settings = Settings(
+        db=tmp_path_factory.mktemp("gpu-core") / "bot.db",
+        monitor={"background": False, "control_urls": ()},
+        run={"pool_size": 0},
+        gateways={
+            "gpu": {
+                "base_url": real_gateway.url,
+                "token": real_gateway.token,
+                "kernelspec": "nbhelp-python",
+                "gpu": True,
+                "gpu_description": "stand-in GPU kernelspec",
+                "warm_pool_size": 0,
+                "start_timeout_s": 60,
+            }
+        },
+        _env_file=None,  # type: ignore[call-arg]
+    )
+    core = build_core(settings)
+    try:
+        chat = Chat(core, user_id="gpu-user")
+        assert "42" in await chat.say("/run --gpu x = 6 * 7\nprint(x)")
+        assert "42" in await chat.say("/run --gpu print(x)")  # a session, like a notebook
+        info = await chat.say("/run --info")
+        assert "stand-in GPU kernelspec (gateway:gpu)" in info and "reachable" in info
+    finally:
+        await core.aclose()

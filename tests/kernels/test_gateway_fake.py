@@ -139,7 +139,9 @@ async def test_resource_limit_waits_while_a_kernel_frees_up(fake: FakeGateway) -
 
 async def test_per_user_cap_of_enterprise_gateway_is_a_full_server(fake: FakeGateway) -> None:
     fake.per_user_limit = 1
-    async with gateway_service(fake) as svc:
+    # The bot's own per-person limit would close a's first session instead: allow two here.
+    two_each = LIMITS.model_copy(update={"max_sessions_per_person": 2})
+    async with gateway_service(fake, two_each) as svc:
         assert (await svc.run("chat1:a", "a", "1")).ok
         with pytest.raises(GatewayFull):
             await svc.run("chat2:a", "a", "1")  # same user, another chat: a second kernel

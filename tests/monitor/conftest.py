@@ -43,12 +43,14 @@ def store(db_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def mon_settings(fake: ThreadedStatusServer) -> MonitorSettings:
+    # Generous timeouts: a loopback answer on a loaded machine must never count as a failure
+    # (the "slow" answer of the tests, 2.5 s, stays under them too).
     return MonitorSettings(
-        timeout_s=1.0,
+        timeout_s=6.0,
         retry_delays_s=(0.0, 0.0),
         trust_env=False,
         control_urls=(fake.url("/http/ok"),),
-        control_timeout_s=1.0,
+        control_timeout_s=6.0,
         jitter_s=0.0,
     )
 

@@ -8,8 +8,10 @@ import io
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -18,7 +20,9 @@ from bot.core.alerts import deliver, drain
 from bot.core.app import Core
 from bot.core.contract import ChatGone
 from bot.core.render import ConsoleRenderer
+from bot.monitor import history
 from bot.settings import Settings
+from bot.store import transaction
 from bot.wiring import build_core
 from tests.conftest import Chat
 from tests.fakes.status_server import Reply, ThreadedStatusServer, closed_port_url, google_incident
@@ -38,14 +42,14 @@ def write_config(
 [monitor]
 interval_s = {interval}
 jitter_s = 0
-timeout_s = 1.5
+timeout_s = 6
 retries = 0
 trust_env = false
 control_urls = ["{control}"]
 
 [override.colab]
 status_sources = [
-  {{ kind = "http", url = "{fake.url(f"/{tag}/colab")}", name = "Colab probe", degraded_ms = 300 }},
+  {{ kind = "http", url = "{fake.url(f"/{tag}/colab")}", name = "Colab probe", degraded_ms = 2000 }},
   {{ kind = "google_workspace", url = "{fake.url(f"/{tag}/gws.json")}", name = "Google Workspace", products = ["Google Drive"], official = true, verified = 2026-01-01, evidence = "https://example.org/feed-docs" }},
 ]
 """
@@ -98,7 +102,7 @@ async def test_slow_is_degraded_after_threshold(
 ) -> None:
     core, tag = colab_core
     chat = Chat(core)
-    fake.reply(f"/{tag}/colab", Reply(body="<html>Colab</html>", delay_s=0.5))
+    fake.reply(f"/{tag}/colab", Reply(body="<html>Colab</html>", delay_s=3.0))  # limit 2 s
     await checks(core, 2)
     text = await chat.say("/status colab")
     assert "possible problems" in text and "slow" in text and "probably on your side" not in text
@@ -211,12 +215,26 @@ async def test_subscribe_needs_admin_in_groups(colab_core: tuple[Core, str]) -> 
     assert "no alerts" in await admin.say("/unsubscribe all")
 
 
-async def test_chart_is_a_png(colab_core: tuple[Core, str]) -> None:
+async def test_chart_is_a_png_once_there_is_data(colab_core: tuple[Core, str]) -> None:
     core, _ = colab_core
     await checks(core, 2)
     reply = await Chat(core).reply("/status colab chart 7d")
-    assert reply.images and reply.images[0].png.startswith(b"\x89PNG")
+    assert not reply.images  # two checks a moment apart: nothing to draw yet, and it says so
+    assert "too little to draw a chart yet" in await Chat(core).say("/status colab chart 7d")
+    now = time.time()
+
+    def seed(db: Any) -> None:
+        with transaction(db):
+            for i in range(1, 40):
+                history.record(db, "colab", now - i * 600, "down" if i in (5, 6) else "up", 90.0)
+
+    await core.ctx.store.call(seed)
+    for span in ("24h", "7d", "30d"):
+        reply = await Chat(core).reply(f"/status colab chart {span}")
+        assert reply.images and reply.images[0].png.startswith(b"\x89PNG"), span
     assert "Name a platform" in await Chat(core).say("/status chart")
+    odd = await Chat(core).say("/status colab chart 90d")
+    assert "I can draw the last 24h, 7d or 30d, not 90d" in odd
 
 
 async def test_console_chat_gets_one_alert_per_transition_across_restart(

@@ -20,7 +20,8 @@ from tests.monitor.helpers import Clock, platform, source
 
 OK = Reply(body="<html>Welcome to Colab</html>", content_type="text/html")
 FAIL = Reply(status=503, body="Service Unavailable")
-SLOW = Reply(body="<html>Welcome to Colab</html>", content_type="text/html", delay_s=0.3)
+# Slower than the probe's 2 s threshold; a normal answer on a loaded machine stays well under it.
+SLOW = Reply(body="<html>Welcome to Colab</html>", content_type="text/html", delay_s=2.5)
 
 
 def colab(fake: ThreadedStatusServer, name: str, *, feed: str = "/google/none/incidents.json"):  # type: ignore[no-untyped-def]
@@ -28,7 +29,7 @@ def colab(fake: ThreadedStatusServer, name: str, *, feed: str = "/google/none/in
     return platform(
         "colab",
         [
-            source("http", url, name="Colab site probe", keyword="Welcome", degraded_ms=200),
+            source("http", url, name="Colab site probe", keyword="Welcome", degraded_ms=2000),
             source(
                 "google_workspace",
                 fake.url(feed),
@@ -115,7 +116,7 @@ async def test_slow_becomes_degraded(fake, service_factory, clock):  # type: ign
     assert v.status == "degraded"
     view = await svc.verdict("colab")
     assert view.headline == "degraded — problems detected"
-    assert view.evidence[0].line.startswith("slow: ") and "(limit 200 ms)" in view.evidence[0].line
+    assert view.evidence[0].line.startswith("slow: ") and "(limit 2.0 s)" in view.evidence[0].line
 
 
 async def test_official_incident_moves_at_once(fake, service_factory):  # type: ignore[no-untyped-def]
@@ -406,9 +407,8 @@ async def test_chart(fake, service_factory, clock):  # type: ignore[no-untyped-d
     assert png[:8] == b"\x89PNG\r\n\x1a\n"
     assert struct.unpack(">II", png[16:24]) == (800, 450)
     for span in ("7d", "30d"):  # an hour of data is one or two hourly buckets: a sentence
-        png = await svc.chart("colab", span)
-        w, h = struct.unpack(">II", png[16:24])
-        assert png[:8] == b"\x89PNG\r\n\x1a\n" and w == 800 and h < 450
+        note = await svc.chart("colab", span)
+        assert isinstance(note, str) and "too little to draw a chart yet" in note
 
 
 async def test_background_loop(fake, store):  # type: ignore[no-untyped-def]
@@ -470,3 +470,18 @@ async def test_control_ok_clears_offline_even_when_the_platform_fails(  # type: 
     finally:
         await a.aclose()
         await b.aclose()
+
+
+async def test_sweeps_feed_the_probe_and_verdict_metrics(fake, service_factory):  # type: ignore[no-untyped-def]
+    from bot import metrics
+
+    mine = metrics.Metrics()
+    previous = metrics.use(mine)
+    try:
+        svc = service_factory({"colab": colab(fake, "t-metrics")})
+        await svc.check("colab")
+        text = mine.exposition().decode()
+    finally:
+        metrics.use(previous)
+    assert 'nbhelp_probes_total{platform="colab",result="up"} 1.0' in text
+    assert 'nbhelp_platform_status{platform="colab",status="up"} 1.0' in text

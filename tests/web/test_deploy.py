@@ -55,7 +55,7 @@ def test_dockerfile_shape() -> None:
     assert '".[kernels,telegram,discord,web]"' in text  # every runtime extra
     user = [ln for ln in lines if ln.startswith("USER ")]
     assert user and user[-1] not in ("USER root", "USER 0", "USER 0:0")
-    assert 'CMD ["python", "-m", "bot.web"]' in text
+    assert 'CMD ["python", "-m", "bot", "web"]' in text
     assert "--privileged" not in text.replace("never run it --privileged", "")
 
 

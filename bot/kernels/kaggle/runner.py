@@ -38,6 +38,7 @@ from typing import Any, TypeVar
 
 from tenacity import AsyncRetrying, RetryCallState, retry_if_result, stop_never
 
+from bot import logs
 from bot.kernels.errors import (
     Busy,
     GpuQueueFull,
@@ -272,6 +273,7 @@ class KaggleRunner:
                 return
             try:
                 self._token = self.settings.read_token()
+                logs.add_secret(self._token)
             except OSError as exc:
                 self._unavailable = f"the Kaggle token file cannot be read ({type(exc).__name__})"
             else:

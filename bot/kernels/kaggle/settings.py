@@ -70,7 +70,9 @@ class KaggleSettings(BaseModel):
         ge=1,
         description="refuse a run when less GPU time than this is left in a budget",
     )
-    max_code_chars: int = Field(default=100_000, ge=100, le=1_000_000)
+    max_code_chars: int = Field(
+        default=100_000, ge=100, le=1_000_000, description="longest code accepted for a --gpu run"
+    )
 
     # -- fairness and budgets ----------------------------------------------------------------
     max_concurrent: int = Field(
@@ -95,7 +97,9 @@ class KaggleSettings(BaseModel):
         default=True,
         description="read the account's GPU quota (GetAcceleratorQuotaStatistics) first",
     )
-    quota_cache_s: float = Field(default=300.0, ge=0)
+    quota_cache_s: float = Field(
+        default=300.0, ge=0, le=86400, description="how long the account's quota answer is reused"
+    )
 
     # -- polling and retries -----------------------------------------------------------------
     poll_initial_s: float = Field(default=5.0, gt=0, description="first status poll after the push")
@@ -110,9 +114,13 @@ class KaggleSettings(BaseModel):
         description="a finished status before the run was seen queued/running is ignored for "
         "this long after the push (it may belong to nothing we started)",
     )
-    request_timeout_s: float = Field(default=30.0, gt=0)
+    request_timeout_s: float = Field(
+        default=30.0, gt=0, le=600, description="timeout of one request to Kaggle"
+    )
     retries: int = Field(default=5, ge=0, le=20, description="extra attempts on throttling and 5xx")
-    retry_initial_s: float = Field(default=2.0, ge=0)
+    retry_initial_s: float = Field(
+        default=2.0, ge=0, le=600, description="first wait before retrying a throttled request"
+    )
     retry_max_s: float = Field(
         default=60.0, gt=0, description="cap on one wait, Retry-After included"
     )
@@ -122,21 +130,28 @@ class KaggleSettings(BaseModel):
     reconcile_checks: int = Field(
         default=3, ge=1, le=10, description="looks for the slug after a push that answered 5xx"
     )
-    reconcile_delay_s: float = Field(default=5.0, ge=0)
+    reconcile_delay_s: float = Field(
+        default=5.0, ge=0, le=600, description="wait between checks of an unclear push"
+    )
     capacity_wait_s: float = Field(
         default=60.0, gt=0, description="wait before pushing again after Kaggle's session-count cap"
     )
 
     # -- clean-up ----------------------------------------------------------------------------
     slug_prefix: str = Field(
-        default="nbhelp-run", pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$", max_length=30
+        default="nbhelp-run",
+        pattern=r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$",
+        max_length=30,
+        description="start of every kernel slug the bot pushes (and may delete)",
     )
     orphan_after_s: float = Field(
         default=300.0,
         gt=0,
         description="a kernel whose run stopped reporting this long ago is deleted",
     )
-    reap_interval_s: float = Field(default=120.0, gt=0)
+    reap_interval_s: float = Field(
+        default=120.0, gt=0, le=86400, description="how often left-behind kernels are looked for"
+    )
 
     # -- caps on what comes back -------------------------------------------------------------
     max_response_bytes: int = Field(
@@ -145,9 +160,13 @@ class KaggleSettings(BaseModel):
     output_bytes: int = Field(
         default=200_000, ge=1000, description="text shown per run (log + value)"
     )
-    max_images: int = Field(default=4, ge=0, le=20)
-    max_image_bytes: int = Field(default=2_000_000, ge=1000)
-    max_result_bytes: int = Field(default=256_000, ge=1000)
+    max_images: int = Field(default=4, ge=0, le=20, description="images returned per run")
+    max_image_bytes: int = Field(
+        default=2_000_000, ge=1000, le=50_000_000, description="largest image returned"
+    )
+    max_result_bytes: int = Field(
+        default=256_000, ge=1000, le=50_000_000, description="largest result file read"
+    )
     max_output_pages: int = Field(
         default=5, ge=1, le=50, description="pages of the output listing read"
     )
