@@ -65,10 +65,10 @@ class TelegramSettings(Section):
         "https://api.telegram.org/file/bot", description="file download base"
     )
     webhook_url: str | None = Field(
-        None, description="public https URL: webhook mode instead of long polling"
+        None,
+        description="public https URL: webhook mode instead of long polling; the web server "
+        "([web] host and port) serves its path",
     )
-    webhook_listen: str = Field("0.0.0.0", description="webhook listen address")
-    webhook_port: int = Field(8443, ge=1, le=65535, description="webhook listen port")
     webhook_secret: SecretStr | None = Field(
         None, description="secret token Telegram must send with every update"
     )
@@ -165,6 +165,11 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(
                 f"run: backend {unknown[0]!r} is not configured (known: {', '.join(sorted(names))})"
+            )
+        if self.telegram.webhook_url and self.web.enabled is False:
+            raise ValueError(
+                "telegram.webhook_url needs the web server, which serves the webhook: "
+                "remove NBHELP_WEB__ENABLED=false (or use long polling)"
             )
         if self.run.backend == "kaggle":
             raise ValueError("run: backend kaggle is batch-only: use it in gpu_route")

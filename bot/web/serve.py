@@ -98,6 +98,10 @@ async def serve_web(
     from bot.runner import serve
 
     server = build_web(core, settings, adapters=adapters)
+    for adapter in adapters:  # e.g. Telegram's webhook: one server for everything
+        routes = getattr(adapter, "web_routes", None)
+        if routes is not None:
+            server.add_routes(routes())
     await server.start()
     try:
         outcome = await serve(core, adapters, stop)

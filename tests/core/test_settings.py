@@ -67,7 +67,7 @@ def test_bad_environment_names_the_variable(
 
 
 def test_a_secret_value_is_never_echoed_in_an_error(clean_env: Path) -> None:
-    found = problems(NBHELP_TELEGRAM__TOKEN="[1, 2]", NBHELP_TELEGRAM__WEBHOOK_PORT="x")
+    found = problems(NBHELP_TELEGRAM__TOKEN="[1, 2]", NBHELP_WEB__PORT="x")
     assert "[1, 2]" not in " ".join(found)
 
 

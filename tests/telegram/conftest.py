@@ -11,9 +11,11 @@ import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import pytest_asyncio
+from aiohttp import web
 from pydantic import SecretStr
 
 from bot.adapters.telegram import TelegramAdapter
@@ -74,8 +76,11 @@ def tg_settings(fake: FakeTelegram, bot: FakeBot, **extra: Any) -> TelegramSetti
 
 @pytest_asyncio.fixture(loop_scope="module")
 async def launch(fake: FakeTelegram, core: Core, settings: Settings) -> AsyncIterator[Launch]:
-    """Start adapters (a new fake bot each); all are stopped at the end of the test."""
+    """Start adapters (a new fake bot each); all are stopped at the end of the test. In
+    webhook mode a web server (as the bot's own bot/web server does) serves the adapter's
+    route at the URL's host and port."""
     started: list[TelegramAdapter] = []
+    servers: list[web.AppRunner] = []
 
     async def _launch(
         *,
@@ -89,6 +94,15 @@ async def launch(fake: FakeTelegram, core: Core, settings: Settings) -> AsyncIte
             prepare(bot)  # e.g. inject failures before the adapter's first call
         kw.setdefault("typing_after_s", 5.0)  # no chat-action noise unless a test wants it
         adapter = TelegramAdapter(core, tg_settings(fake, bot, **(settings_update or {})), **kw)
+        hook = (settings_update or {}).get("webhook_url")
+        if hook:
+            app = web.Application()
+            app.add_routes(adapter.web_routes())
+            runner = web.AppRunner(app)
+            await runner.setup()
+            where = urlsplit(hook)
+            await web.TCPSite(runner, where.hostname, where.port).start()
+            servers.append(runner)
         await adapter.start()
         started.append(adapter)
         return adapter, bot
@@ -96,6 +110,8 @@ async def launch(fake: FakeTelegram, core: Core, settings: Settings) -> AsyncIte
     yield _launch
     for adapter in started:
         await asyncio.wait_for(adapter.stop(), 60)
+    for runner in servers:
+        await runner.cleanup()
 
 
 def make_registry() -> Registry:

@@ -215,8 +215,6 @@ async def test_a_webhook_update_gets_200_only_once_recorded(
     _, bot = await launch(
         settings_update={
             "webhook_url": f"http://127.0.0.1:{port}/hook",
-            "webhook_listen": "127.0.0.1",
-            "webhook_port": port,
         }
     )
     lock = sqlite3.connect(settings.db, timeout=5)

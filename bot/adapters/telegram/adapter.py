@@ -13,11 +13,15 @@ combined (groups only), an alert, or the chat's one progress message.
 from __future__ import annotations
 
 import contextlib
+import hmac
 import logging
 import time
 from collections.abc import AsyncIterator, Sequence
 from contextlib import AbstractAsyncContextManager
+from urllib.parse import urlsplit
 
+from aiohttp import web
+from telegram import Update
 from telegram.error import BadRequest, ChatMigrated, TelegramError
 
 from bot.adapters.telegram.inbound import Inbound, RecordingQueue
@@ -121,6 +125,33 @@ class TelegramAdapter:
     def webhook_secret(self) -> str | None:
         """The secret Telegram must echo on webhook calls (webhook mode only)."""
         return self.lifecycle.webhook_secret
+
+    def web_routes(self) -> list[web.RouteDef]:
+        """In webhook mode, the route the web server serves for Telegram's posts."""
+        if not self.settings.webhook_url:
+            return []
+        path = urlsplit(self.settings.webhook_url).path or "/"
+        return [web.post(path, self._on_webhook)]
+
+    async def _on_webhook(self, request: web.Request) -> web.Response:
+        """One update from Telegram: answered 200 only once it is recorded (``RecordingQueue``),
+        403 without the secret, 503 while not started (Telegram retries)."""
+        secret = self.lifecycle.secret_for_webhook()
+        given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+        if not hmac.compare_digest(given.encode(), secret.encode()):
+            return web.Response(status=403)
+        if not self._started or self._stopped:
+            return web.Response(status=503)
+        try:
+            data = await request.json()
+            if not isinstance(data, dict):
+                raise ValueError("not an object")
+            update = Update.de_json(data, self.lifecycle.app.bot)
+        except Exception:
+            log.warning("telegram: an unreadable webhook post was refused")
+            return web.Response(status=400)
+        await self.queue.put(update)  # recorded in SQLite before Telegram hears "200"
+        return web.Response(status=200)
 
     @property
     def connected(self) -> bool:

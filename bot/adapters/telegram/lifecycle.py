@@ -20,7 +20,6 @@ import re
 import secrets
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
-from urllib.parse import urlsplit
 
 from telegram import BotCommand
 from telegram.error import Conflict, InvalidToken, TelegramError
@@ -96,6 +95,7 @@ class Lifecycle:
         self.username: str | None = None
         self.conflicts = 0  # 409s seen while polling
         self.webhook_secret: str | None = None
+        self.webhook_set = False  # Telegram was told where to post (webhook mode)
         app.add_error_handler(self.on_library_error)
 
     @property
@@ -105,6 +105,8 @@ class Lifecycle:
     @property
     def fetching(self) -> bool:
         """Whether updates are being fetched (polling) or received (webhook)."""
+        if self.settings.webhook_url:
+            return self.webhook_set
         updater = self.app.updater
         return updater is not None and updater.running
 
@@ -145,24 +147,26 @@ class Lifecycle:
                 await self.shutdown()
             raise
 
+    def secret_for_webhook(self) -> str:
+        """The secret Telegram must echo with every update (configured, or one per run)."""
+        if self.webhook_secret is None:
+            s = self.settings
+            secret = s.webhook_secret.get_secret_value() if s.webhook_secret else ""
+            if not secret:
+                secret = secrets.token_urlsafe(32)  # still checked: Telegram echoes what we set
+                log.info("telegram: no webhook secret configured; using a random one for this run")
+            self.webhook_secret = secret
+        return self.webhook_secret
+
     async def _start_webhook(self) -> None:
-        s = self.settings
-        url = s.webhook_url or ""
-        secret = s.webhook_secret.get_secret_value() if s.webhook_secret else ""
-        if not secret:
-            secret = secrets.token_urlsafe(32)  # still checked: Telegram echoes what we set
-            log.info("telegram: no webhook secret configured; using a random one for this run")
-        self.webhook_secret = secret
-        assert self.app.updater is not None
-        await self.app.updater.start_webhook(
-            listen=s.webhook_listen,
-            port=s.webhook_port,
-            url_path=urlsplit(url).path.lstrip("/"),
-            webhook_url=url,
-            secret_token=secret,
+        """Tell Telegram where to post: the web server (bot/web) serves the route
+        (:meth:`TelegramAdapter.web_routes`), so there is no second server."""
+        await self.app.bot.set_webhook(
+            self.settings.webhook_url or "",
+            secret_token=self.secret_for_webhook(),
             allowed_updates=ALLOWED_UPDATES,
-            bootstrap_retries=3,
         )
+        self.webhook_set = True
 
     async def _set_commands(self, commands: Sequence[Command]) -> None:
         try:
@@ -173,7 +177,8 @@ class Lifecycle:
     # -- stopping, in order ----------------------------------------------------------------
 
     async def stop_fetching(self) -> None:
-        """Stop polling (or the webhook server)."""
+        """Stop polling (a webhook stops with the web server)."""
+        self.webhook_set = False
         updater = self.app.updater
         if updater is None or not updater.running:
             return
