@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, cast
 
 import bot.migrations
+from bot import metrics
 from bot.core.app import Core
 from bot.core.context import Context
 from bot.core.contract import ChatMoved, ChatRemoved
@@ -151,4 +152,11 @@ def build_kernels(ctx: Context) -> Kernels | None:
         if settings.kaggle.enabled:
             route.append(target("kaggle"))
         route.append(local())  # used only when this host has a GPU
-    return Kernels(plain, route)
+    kernels = Kernels(plain, route)
+
+    def in_use() -> float:
+        info = kernels.info_now()
+        return float(info.sessions + info.warm_kernels)
+
+    metrics.current().watch_kernels(in_use, lambda: float(kernels.info_now().queued))
+    return kernels

@@ -11,6 +11,7 @@ import asyncio
 import logging
 from typing import TYPE_CHECKING
 
+from bot import metrics
 from bot.core.contract import ChatAdapter, ChatGone
 from bot.core.errors import new_error_id
 from bot.core.models import Block, Reply, bullets, code, para
@@ -62,8 +63,10 @@ async def send_one(outbox: AlertOutbox, adapter: ChatAdapter, alert: OutboundAle
             "error %s sending alert %s to %s:%s", error_id, alert.id, adapter.name, alert.chat_id
         )
         await outbox.mark_failed(alert.id, f"{error_id}: {exc}")
+        metrics.alert_failed(adapter.name)
         raise
     await outbox.mark_sent(alert.id)
+    metrics.alert_sent(adapter.name)
     return True
 
 

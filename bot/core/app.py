@@ -23,6 +23,7 @@ import time
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from typing import Any, TypeVar, cast
 
+from bot import metrics
 from bot.core.alerts import deliver
 from bot.core.context import Context
 from bot.core.contract import ChatAdapter, ChatEvent, ChatRemoved, Outlet
@@ -216,6 +217,7 @@ class Core:
 
     async def handle(self, msg: Inbound) -> Reply:
         started = time.perf_counter()
+        failed = False
         try:
             reply = await self._dispatch(msg)
         except UserError as err:
@@ -229,12 +231,16 @@ class Core:
                 "error %s handling /%s from %s:%s", error_id, msg.command, msg.platform, msg.chat_id
             )
             reply = apology(error_id)
+            failed = True
+        elapsed = time.perf_counter() - started
+        known = msg.command if self.registry.get(msg.command) is not None else "unknown"
+        metrics.observe_command(msg.platform, known or "-", elapsed, ok=not failed)
         log.info(
             "handled /%s for %s:%s in %.0f ms",
             msg.command or "-",
             msg.platform,
             msg.chat_id,
-            (time.perf_counter() - started) * 1000,
+            elapsed * 1000,
         )
         return reply
 

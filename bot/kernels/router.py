@@ -15,6 +15,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, replace
 
+from bot import metrics
 from bot.kernels.errors import (
     GpuQueueFull,
     KaggleDisabled,
@@ -77,6 +78,29 @@ class Kernels:
         on_progress: OnProgress | None = None,
         on_started: Callable[[], Awaitable[None]] | None = None,
         gpu: bool = False,
+    ) -> RunResult:
+        result = await self._run(
+            session_key,
+            user_key,
+            code,
+            on_queued=on_queued,
+            on_progress=on_progress,
+            on_started=on_started,
+            gpu=gpu,
+        )
+        metrics.observe_run(result.duration_s, result.status.value)
+        return result
+
+    async def _run(
+        self,
+        session_key: str,
+        user_key: str,
+        code: str,
+        *,
+        on_queued: OnQueued | None,
+        on_progress: OnProgress | None,
+        on_started: Callable[[], Awaitable[None]] | None,
+        gpu: bool,
     ) -> RunResult:
         if not gpu:
             assert self.plain.service is not None

@@ -399,3 +399,35 @@ async def test_routes_added_before_start_are_served(
     finally:
         await srv.stop()
         await srv.stop()  # idempotent
+
+
+async def test_commands_and_runs_reach_the_metrics(tmp_path: Path) -> None:
+    """The core counts every command (unknown ones as "unknown") and the kernel router every
+    run; /metrics shows them."""
+    from bot import metrics
+    from bot.settings import Settings
+    from bot.wiring import build_core
+    from tests.conftest import Chat
+
+    mine = metrics.Metrics()
+    previous = metrics.use(mine)
+    core = build_core(
+        Settings(
+            db=tmp_path / "m.db",
+            monitor={"background": False, "control_urls": ()},
+            run={"pool_size": 0},
+            _env_file=None,  # type: ignore[call-arg]
+        )
+    )
+    try:
+        chat = Chat(core)
+        await chat.say("/help")
+        await chat.say("/nonsense")
+        assert "2" in await chat.say("/run print(1 + 1)")
+        text = mine.exposition().decode()
+    finally:
+        await core.aclose()
+        metrics.use(previous)
+    assert 'nbhelp_commands_total{command="help",platform="test"} 1.0' in text
+    assert 'nbhelp_commands_total{command="unknown",platform="test"} 1.0' in text
+    assert 'nbhelp_run_seconds_count{outcome="ok"} 1.0' in text
