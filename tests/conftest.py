@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 import socket
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -33,6 +34,17 @@ def no_internet() -> Iterator[None]:
     socket.getaddrinfo = _loopback_only  # type: ignore[assignment]
     yield
     socket.getaddrinfo = _real_getaddrinfo
+
+
+@pytest.fixture(autouse=True, scope="session")
+def no_outside_settings() -> Iterator[None]:
+    """The developer's own ``NBHELP_*`` variables (a token, a database path) never leak
+    into a test: each test states the settings it runs with."""
+    saved = {k: v for k, v in os.environ.items() if k.startswith("NBHELP_")}
+    for k in saved:
+        del os.environ[k]
+    yield
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

@@ -2,7 +2,7 @@
 
 Playwright's own browser download is unreachable here, so it is pointed at Debian's
 ``chromium`` (``apt-get install chromium``; ``./dev`` and ``.ci/run`` install it). Without it
-these tests skip, unless ``NBHELP_REQUIRE_BROWSER=1`` (CI), where they fail instead.
+these tests skip, unless ``CI_REQUIRE_BROWSER=1`` (CI), where they fail instead.
 """
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _missing() -> str | None:
 async def browser() -> AsyncIterator[Any]:
     why = _missing()
     if why:
-        if os.environ.get("NBHELP_REQUIRE_BROWSER") == "1":
+        if os.environ.get("CI_REQUIRE_BROWSER") == "1":
             pytest.fail(why)
         pytest.skip(why)
     from playwright.async_api import async_playwright
