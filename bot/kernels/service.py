@@ -44,6 +44,7 @@ from bot.kernels.local import LocalBackend
 from bot.kernels.models import ErrorOutput, KernelInfo, KernelLimits, RunResult, RunStatus
 from bot.kernels.pool import WarmPool
 from bot.kernels.scheduler import FairQueue, OnQueued, RateLimiter
+from bot.kernels.sizing import Machine, PoolPlan, pool_plan
 from bot.kernels.verdict import image_notices, verdict
 from bot.text import duration
 
@@ -82,14 +83,16 @@ class KernelService:
         protected_paths: Sequence[Path] = (),
         fence: FenceSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        machine: Machine | None = None,
     ) -> None:
         self.limits = limits
+        self.pool_plan: PoolPlan = pool_plan(limits, machine)
         self._backend = backend or LocalBackend(
             limits, run_dir=run_dir, protected_paths=protected_paths, fence=fence
         )
         self._allow_unsandboxed = allow_unsandboxed
         self._clock = clock
-        self._pool = WarmPool(self._backend, limits.pool_size)
+        self._pool = self._new_pool(self._backend)
         self._capacity = FairQueue(limits.max_sessions)
         self._slots = FairQueue(limits.max_running)
         self._rate = RateLimiter(limits.runs_per_minute, clock=clock)
@@ -126,8 +129,15 @@ class KernelService:
                 )
                 await self._backend.aclose()
                 self._backend = fallback
-                self._pool = WarmPool(fallback, self.limits.pool_size)
+                self._pool = self._new_pool(fallback)
                 await fallback.check()
+            plan = self.pool_plan
+            log.info(
+                "warm pool: %d spare kernels, %d more in a burst of new sessions (%s)",
+                plan.size,
+                plan.surge,
+                plan.reason,
+            )
             self._pool.fill()
             self._reaper = asyncio.create_task(self._reap_loop())
             self._started = True
@@ -155,11 +165,16 @@ class KernelService:
         self._closed = True
         return self._backend.kill_now()
 
-    async def wait_until_warm(self, count: int | None = None) -> None:
-        """Until ``count`` (default: pool_size) warm kernels are ready."""
+    async def wait_until_warm(self, count: int | None = None, *, complete: bool = False) -> None:
+        """Until ``count`` (default: the pool's size) warm kernels are ready (``complete``: with
+        their deferred imports done too)."""
         await self.start()
         self._check_available()
-        await self._pool.wait_until_ready(count)
+        await self._pool.wait_until_ready(count, complete=complete)
+
+    def _new_pool(self, backend: KernelBackend) -> WarmPool:
+        plan = self.pool_plan
+        return WarmPool(backend, plan.size, surge=plan.surge, clock=self._clock)
 
     @property
     def available(self) -> bool:
