@@ -57,6 +57,13 @@ from tests.fakes.telegram_api import Call, FakeBot, FakeTelegram
 
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = -1001234500001
+# The kernel side before issue 11, for a side-by-side run (--kernels both): every kernel imports
+# numpy, pandas and matplotlib before it is offered, two spares, one replacement per spare taken.
+BASELINE = {
+    "NBHELP_RUN__PREIMPORTS": "eager",
+    "NBHELP_RUN__POOL_SIZE": "2",
+    "NBHELP_RUN__POOL_SURGE": "0",
+}
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
 # The bot's own Telegram rate limiter, switched off in its process for the "without limits" runs
@@ -148,7 +155,9 @@ class Harness:
         await self.fake.close()
         await self.status.aclose()
 
-    async def start_bot(self, bot: FakeBot, db: Path, *, limits: bool) -> BotProcess:
+    async def start_bot(
+        self, bot: FakeBot, db: Path, *, limits: bool, extra: dict[str, str] | None = None
+    ) -> BotProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("NBHELP_")}
         env |= {
             "PYTHONPATH": str(ROOT),
@@ -159,6 +168,7 @@ class Harness:
             "NBHELP_TELEGRAM__BASE_FILE_URL": self.fake.base_file_url,
             "NBHELP_WEB__ENABLED": "false",
         }
+        env |= extra or {}
         self._logs += 1
         log = self.workdir / f"bot-{self._logs}.log"
         args = ["-m", "bot"] if limits else ["-c", UNLIMITED_SHIM]
@@ -202,6 +212,14 @@ def cpu_ticks(pids: list[int]) -> int:
             fields = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
             total += int(fields[11]) + int(fields[12])
     return total
+
+
+def cpu_of(pid: int) -> float:
+    """utime + stime of one process, in seconds (0 if it is gone)."""
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return 0.0
 
 
 def kernels_in(pids: list[int]) -> int:
@@ -250,19 +268,37 @@ async def wait_warm(bot: BotProcess, spares: int, limit_s: float = 120.0) -> flo
 
 
 @dataclass
-class MemorySampler:
+class Sampler:
+    """Memory of the bot's process tree every 0.5 s (PSS every 5 s), and the CPU each of its
+    processes used (a killed kernel's CPU is lost to its parent's accounting: sampled here,
+    the last half second of each kernel's life excepted)."""
+
     pid: int
     peak_rss: float = 0.0
     peak_pss: float = 0.0
+    _base: dict[int, float] = field(default_factory=dict)
+    _last: dict[int, float] = field(default_factory=dict)
     _task: asyncio.Task[None] | None = None
 
     def start(self) -> None:
+        self._base = {p: cpu_of(p) for p in tree(self.pid)}
         self._task = asyncio.create_task(self._run())
+
+    def _sample_cpu(self, pids: list[int]) -> None:
+        for p in pids:
+            self._last[p] = max(self._last.get(p, 0.0), cpu_of(p))
+
+    def cpu(self) -> tuple[float, float]:
+        """CPU seconds since start: the bot process, and everything under it."""
+        self._sample_cpu(tree(self.pid))
+        used = {p: t - self._base.get(p, 0.0) for p, t in self._last.items()}
+        return used.get(self.pid, 0.0), sum(t for p, t in used.items() if p != self.pid)
 
     async def _run(self) -> None:
         n = 0
         while True:
             pids = tree(self.pid)
+            self._sample_cpu(pids)
             self.peak_rss = max(self.peak_rss, rss_mb(pids))
             if n % 10 == 0:
                 self.peak_pss = max(self.peak_pss, pss_mb(pids))
@@ -332,6 +368,9 @@ class Figures:
     peak_rss: float = 0.0
     peak_pss: float = 0.0
     wall: float = 0.0
+    bot_cpu: float = 0.0  # CPU seconds during the burst: the bot process itself …
+    kernel_cpu: float = 0.0  # … its kernels and sandboxes …
+    bench_cpu: float = 0.0  # … and this process (the fake servers)
     limiter_off: bool | None = None
     note: str = ""
 
@@ -454,21 +493,24 @@ class Burst:
     others: int
     plot: bool
     limits: bool
+    baseline: bool = False  # the kernel pool as it was before issue 11 (BASELINE)
     spread_s: float = 10.0
 
 
 async def run_burst(h: Harness, b: Burst, deadline: float, spares: int, seed: int) -> Figures:
     bot = h.fake.new_bot(f"nbhelp_{b.name}_bot")
     Enforcer(bot, limits=b.limits)
-    db = h.workdir / f"{b.name}-{'on' if b.limits else 'off'}.db"
-    proc = await h.start_bot(bot, db, limits=b.limits)
-    figures = Figures(b.name, b.limits, b.students)
+    db = h.workdir / f"{b.name}-{'on' if b.limits else 'off'}-{int(b.baseline)}.db"
+    extra = BASELINE if b.baseline else None
+    proc = await h.start_bot(bot, db, limits=b.limits, extra=extra)
+    figures = Figures(b.name + ("/base" if b.baseline else ""), b.limits, b.students)
     try:
-        await wait_warm(proc, spares)
+        await wait_warm(proc, int(BASELINE["NBHELP_RUN__POOL_SIZE"]) if b.baseline else spares)
         figures.limiter_off = proc.limiter_off()
-        sampler = MemorySampler(proc.pid)
+        sampler = Sampler(proc.pid)
         sampler.start()
         first_call = len(bot.calls)
+        bench0 = time.process_time()
         rng = random.Random(seed)
         plan: list[tuple[float, str, int]] = [
             (rng.uniform(0, b.spread_s), "student", i) for i in range(1, b.students + 1)
@@ -502,6 +544,8 @@ async def run_burst(h: Harness, b: Burst, deadline: float, spares: int, seed: in
         with contextlib.suppress(TimeoutError):
             await bot.wait_for(progress.done, within=deadline)
         figures.wall = time.monotonic() - t0
+        figures.bot_cpu, figures.kernel_cpu = sampler.cpu()
+        figures.bench_cpu = time.process_time() - bench0
         await sampler.stop()
         figures.peak_rss, figures.peak_pss = sampler.peak_rss, sampler.peak_pss
         analyse(bot.calls[first_call:], sent, figures)
@@ -627,7 +671,7 @@ def row(f: Figures, deadline: float) -> str:
     if not f.limits and f.limiter_off is not True:
         limits += "*"
     return (
-        f"  {f.name:<7}{limits:>4} {f.correct:>3}/{f.students:<3} {seconds(p50, deadline):>9} "
+        f"  {f.name:<10}{limits:>4} {f.correct:>3}/{f.students:<3} {seconds(p50, deadline):>9} "
         f"{seconds(p95, deadline):>9} {seconds(o95, deadline):>9} {f.messages:>5} "
         f"({f.answer_messages:>3} ans) {f.max_per_minute:>5} {f.edits:>5} {f.refused:>5} "
         f"{f.peak_rss:>7.0f} {f.peak_pss:>7.0f} {f.wall:>6.0f} s"
@@ -640,7 +684,7 @@ def targets(f: Figures) -> list[tuple[str, bool, str]]:
     out = [
         (f"{label}: all answered correctly", f.correct == f.students, f"{f.correct}/{f.students}")
     ]
-    if f.name == "crowd":
+    if f.name.startswith("crowd"):
         return out
     if f.limits:
         out += [
@@ -675,13 +719,15 @@ async def main(args: argparse.Namespace) -> int:
         "group (edits not counted, unverified), 30/s overall; 429 + retry_after"
     )
     bursts: list[Burst] = []
+    kernels = {"current": [False], "baseline": [True], "both": [True, False]}[args.kernels]
     for limits in modes:
-        if "numpy" in wanted:
-            bursts.append(Burst("numpy", students, others, False, limits))
-        if "plot" in wanted:
-            bursts.append(Burst("plot", students, others, True, limits))
-        if "crowd" in wanted and not quick:
-            bursts.append(Burst("crowd", 100, others, False, limits))
+        for baseline in kernels:
+            if "numpy" in wanted:
+                bursts.append(Burst("numpy", students, others, False, limits, baseline))
+            if "plot" in wanted:
+                bursts.append(Burst("plot", students, others, True, limits, baseline))
+            if "crowd" in wanted and not quick:
+                bursts.append(Burst("crowd", 100, others, False, limits, baseline))
     results: list[Figures] = []
     notes: list[str] = []
     checks: list[tuple[str, bool, str]] = []
@@ -690,9 +736,10 @@ async def main(args: argparse.Namespace) -> int:
             for i, b in enumerate(bursts):
                 f = await run_burst(h, b, deadline, plan.size, seed=11 + i)
                 results.append(f)
-                checks += targets(f)
+                if not b.baseline:  # the baseline is for comparison only
+                    checks += targets(f)
                 print(
-                    f"  … {b.name} {b.students}, limits {'on' if b.limits else 'off'}: "
+                    f"  … {f.name} {b.students}, limits {'on' if b.limits else 'off'}: "
                     f"{f.correct}/{f.students} in {f.wall:.0f} s",
                     flush=True,
                 )
@@ -711,12 +758,20 @@ async def main(args: argparse.Namespace) -> int:
             if args.keep_logs:
                 print_logs(Path(tmp))
     print(
-        f"\n  {'scenario':<7}{'lim':>4} {'right':>7} {'run p50':>9} {'run p95':>9} "
+        f"\n  {'scenario':<10}{'lim':>4} {'right':>7} {'run p50':>9} {'run p95':>9} "
         f"{'other95':>9} {'msgs':>5} {'':9} {'max/60s':>7} {'edits':>5} {'429s':>5} "
         f"{'RSS MB':>7} {'PSS MB':>7} {'wall':>8}"
     )
     for f in results:
         print(row(f, deadline))
+    print(
+        "\n  CPU seconds during each burst: the bot process / its kernels and sandboxes / the fakes"
+    )
+    for f in results:
+        print(
+            f"  {f.name:<10}{'on' if f.limits else 'off':>4} {f.bot_cpu:7.1f} {f.kernel_cpu:7.1f} "
+            f"{f.bench_cpu:7.1f}"
+        )
     if any(not f.limits and f.limiter_off is not True for f in results):
         print("  * the bot's own rate limiter could not be switched off in its process")
     for note in notes:
@@ -732,6 +787,12 @@ if __name__ == "__main__":
     ap.add_argument("--quick", action="store_true", help="20 students, shorter deadlines")
     ap.add_argument("--scenarios", default="numpy,plot,crowd,kill,outage")
     ap.add_argument("--limits", choices=("on", "off", "both"), default="both")
+    ap.add_argument(
+        "--kernels",
+        choices=("current", "baseline", "both"),
+        default="current",
+        help="baseline: the kernel pool as before issue 11 (eager imports, 2 spares), to compare",
+    )
     ap.add_argument("--deadline", type=float, default=0.0, help="seconds to wait after a burst")
     ap.add_argument("--keep-logs", action="store_true", help="print the tail of each bot log")
     raise SystemExit(asyncio.run(main(ap.parse_args())))

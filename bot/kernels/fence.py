@@ -145,7 +145,8 @@ async def prepare(
         if isinstance(found, NoDelegation):
             fence.cgroup_reason = found.reason
         else:
-            sessions = limits.max_sessions + pool_plan(limits).most + 1
+            plan = pool_plan(limits)
+            sessions = plan.sessions + plan.most + 1
             total = CgroupLimits(
                 memory_bytes=(settings.total_memory_mb or limits.memory_mb * sessions) << 20,
                 pids=limits.max_processes * sessions,

@@ -23,11 +23,12 @@ import logging
 import platform
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from bot.kernels.backend import ExecOutcome, ExecReply, KernelBackend, KernelHandle, KernelUsage
 from bot.kernels.collector import Collector
@@ -93,7 +94,7 @@ class KernelService:
         self._allow_unsandboxed = allow_unsandboxed
         self._clock = clock
         self._pool = self._new_pool(self._backend)
-        self._capacity = FairQueue(limits.max_sessions)
+        self._capacity = FairQueue(self.pool_plan.sessions)
         self._slots = FairQueue(limits.max_running)
         self._rate = RateLimiter(limits.runs_per_minute, clock=clock)
         self._sessions: dict[str, _Session] = {}
@@ -104,6 +105,7 @@ class KernelService:
         self._closed = False
         self._unavailable: SandboxUnavailable | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[object]] = set()
         self._start_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -133,7 +135,9 @@ class KernelService:
                 await fallback.check()
             plan = self.pool_plan
             log.info(
-                "warm pool: %d spare kernels, %d more in a burst of new sessions (%s)",
+                "kernels: up to %d sessions; warm pool of %d spares, %d more in a burst of new "
+                "sessions (%s)",
+                plan.sessions,
                 plan.size,
                 plan.surge,
                 plan.reason,
@@ -150,6 +154,7 @@ class KernelService:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await asyncio.gather(*self._background, return_exceptions=True)
         for session in list(self._sessions.values()):
             session.cancel_reason = "closed"
             await self._end_session(session)
@@ -299,7 +304,9 @@ class KernelService:
                 if fresh:
                     self._pool.fill()  # replace the spare only now: a start would slow this run
                 if self._capacity.waiting:
-                    await self._make_room()
+                    # someone waits for a place: close an idle session for them, without
+                    # making this run's answer wait for that kernel's end
+                    self._in_background(self._room_for_a_waiter())
             await self._end_session(session, GONE_NOTICE)
         raise AssertionError("unreachable: the second attempt never raises _KernelGone")
 
@@ -359,6 +366,15 @@ class KernelService:
             minutes = duration(self.limits.max_age_s)
             return f"Your previous session reached its {minutes} limit; this is a fresh one."
         return None
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _room_for_a_waiter(self) -> None:
+        if self._capacity.waiting:  # still someone waiting (no other session ended meanwhile)
+            await self._make_room()
 
     async def _make_room(self) -> bool:
         idle = [s for s in self._sessions.values() if not s.busy and not s.ended]

@@ -6,6 +6,7 @@ Light on purpose (pydantic only): the root settings import it at every start.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Literal
 
@@ -14,24 +15,31 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_valida
 from bot.kernels.fence_settings import FenceSettings
 
 MAX_POOL = 256
+MAX_SESSIONS = 4096
 
 
-def _count_or_auto(value: object) -> object:
-    """``auto`` or a whole number from 0 to MAX_POOL, with one clear message otherwise."""
-    if isinstance(value, str) and value.strip().lower() == "auto":
-        return "auto"
-    number: int | None = None
-    if isinstance(value, int) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value)
-    if number is None or not 0 <= number <= MAX_POOL:
-        raise ValueError(f"must be auto or a whole number from 0 to {MAX_POOL}")
-    return number
+def _count_or_auto(low: int, high: int) -> Callable[[object], object]:
+    """A validator: ``auto`` or a whole number from ``low`` to ``high``, with one clear message
+    otherwise (instead of one per member of the union)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().isdigit():
+            number = int(value)
+        if number is None or not low <= number <= high:
+            raise ValueError(f"must be auto or a whole number from {low} to {high}")
+        return number
+
+    return check
 
 
 # ``auto`` (sized for the machine by bot/kernels/sizing.py) or a number of kernels.
-CountOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto)]
+CountOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto(0, MAX_POOL))]
+SessionsOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto(1, MAX_SESSIONS))]
 
 
 def _default_parallelism() -> int:
@@ -62,8 +70,9 @@ class KernelLimits(BaseModel):
     - ``preimports`` ``lazy``: pandas and matplotlib are imported on first use or while the
       spare waits on an idle machine; ``eager``: before the kernel is offered.
     - ``max_running`` runs execute at once (default one per core, at most 4); further runs queue.
-    - ``max_sessions`` 8 live sessions (kernels); the least recently used idle session is closed
-      to make room for a new one. 8 x ~110 MB idle RSS, plus the spares, fits 2 GB.
+    - ``max_sessions`` ``auto`` live sessions (kernels): half the available memory at ~128 MB
+      per idle session, at least 8 (8 x ~120 MB idle RSS, plus the spares, fits 2 GB); the least
+      recently used idle session is closed to make room for a new one.
     - ``runs_per_minute`` 15 per user (one running job per user in any case).
     - ``cpu_lifetime_s`` 900: RLIMIT_CPU of a kernel over its whole life, a fence against
       background threads that spin after their run returned.
@@ -104,7 +113,11 @@ class KernelLimits(BaseModel):
         le=256,
         description="runs executing at once (default: one per core, at most 4)",
     )
-    max_sessions: int = Field(8, ge=1, le=4096, description="live kernel sessions at once")
+    max_sessions: SessionsOrAuto = Field(
+        "auto",
+        description="live kernel sessions at once; auto: as many as half the available memory "
+        "holds at ~128 MB each, at least 8 (and max_running), at most 1024",
+    )
     max_sessions_per_person: int = Field(
         1,
         ge=1,
@@ -128,7 +141,7 @@ class KernelLimits(BaseModel):
 
     @model_validator(mode="after")
     def _sessions_cover_running(self) -> KernelLimits:
-        if self.max_sessions < self.max_running:
+        if self.max_sessions != "auto" and self.max_sessions < self.max_running:
             raise ValueError(
                 f"max_sessions ({self.max_sessions}) must be at least max_running "
                 f"({self.max_running})"

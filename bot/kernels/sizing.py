@@ -8,6 +8,9 @@
   (each warm kernel ~``SPARE_MB``), never fewer than one; an explicit ``pool_size`` is taken as is.
 - ``surge`` more are started ahead of demand while a burst lasts (many new sessions within
   seconds): one per CPU, within the same memory budget; an explicit ``pool_surge`` as is.
+- ``sessions`` may live at once (``max_sessions``): as many as half the available memory holds
+  at ``SESSION_MB`` each (a workshop's students keep their kernels instead of closing each
+  other's), never fewer than 8 (the fixed default before) nor than ``max_running``.
 
 Light on purpose (no asyncio, no kernel imports): the fence sizes its cgroup from the same plan.
 """
@@ -27,6 +30,12 @@ SPARE_MB = 128
 MEMORY_SHARE = 4  # spares may take at most 1/MEMORY_SHARE of the memory available at start
 SPARES_PER_CPU = 2
 MAX_AUTO = 32
+# An idle session's kernel after a few runs (an eager one is ~120 MB RSS); sessions may take
+# 1/SESSION_SHARE of the available memory.
+SESSION_MB = 128
+SESSION_SHARE = 2
+MIN_SESSIONS = 8
+MAX_AUTO_SESSIONS = 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,6 +65,7 @@ class PoolPlan:
     size: int  # spares kept ready
     surge: int  # further spares started ahead of demand while a burst lasts
     reason: str  # how they were chosen, for the log
+    sessions: int = MIN_SESSIONS  # sessions (kernels in use) at once
 
     @property
     def most(self) -> int:
@@ -64,9 +74,15 @@ class PoolPlan:
 
 
 def pool_plan(limits: KernelLimits, machine: Machine | None = None) -> PoolPlan:
-    """Resolve ``pool_size`` and ``pool_surge`` ("auto" or a number) for this machine."""
-    if limits.pool_size != "auto" and limits.pool_surge != "auto":
-        return PoolPlan(limits.pool_size, limits.pool_surge, "set in the settings")
+    """Resolve ``pool_size``, ``pool_surge`` and ``max_sessions`` ("auto" or a number) for this
+    machine."""
+    if "auto" not in (limits.pool_size, limits.pool_surge, limits.max_sessions):
+        return PoolPlan(
+            int(limits.pool_size),
+            int(limits.pool_surge),
+            "set in the settings",
+            int(limits.max_sessions),
+        )
     machine = machine or Machine.probe()
     by_cpu = SPARES_PER_CPU * machine.cpus
     if machine.available_mb is None:
@@ -81,7 +97,12 @@ def pool_plan(limits: KernelLimits, machine: Machine | None = None) -> PoolPlan:
         surge = max(0, min(machine.cpus, affordable - size, MAX_AUTO))
     else:
         surge = limits.pool_surge
-    return PoolPlan(size, surge, f"auto: {machine.describe()}")
+    if limits.max_sessions == "auto":
+        held = (machine.available_mb or 0) // SESSION_SHARE // SESSION_MB
+        sessions = max(MIN_SESSIONS, limits.max_running, min(held, MAX_AUTO_SESSIONS))
+    else:
+        sessions = limits.max_sessions
+    return PoolPlan(size, surge, f"auto: {machine.describe()}", sessions)
 
 
 def _cpus(proc: Path, cgroup_root: Path) -> int:

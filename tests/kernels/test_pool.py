@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from bot.kernels import KernelLimits
+from bot.kernels import KernelLimits, KernelService, RunStatus
 from bot.kernels.backend import ExecReply, KernelBackend, KernelHandle, OutputSink
 from bot.kernels.jupyter import ExecOutcome
 from bot.kernels.pool import BURST_TAKES, BURST_WINDOW_S, WarmPool
@@ -221,6 +221,7 @@ async def test_a_session_gets_a_complete_spare_before_a_lean_one() -> None:
     await until(lambda: len(backend.topping) == 2)  # the second is being completed now
     taken = await pool.take()
     assert taken is first and not taken.lean
+    await pool.aclose()
 
 
 async def test_a_spare_being_completed_is_handed_over_when_its_top_up_ends() -> None:
@@ -322,3 +323,63 @@ def test_pool_settings_accept_auto_or_a_bounded_number() -> None:
             KernelLimits(pool_size=bad)  # type: ignore[arg-type]
     with pytest.raises(ValueError):
         KernelLimits(preimports="sometimes")  # type: ignore[arg-type]
+
+
+def test_auto_sessions_are_what_half_the_memory_holds() -> None:
+    def sessions(machine: Machine, **limits: object) -> int:
+        return pool_plan(KernelLimits(**limits), machine).sessions  # type: ignore[arg-type]
+
+    assert sessions(Machine(cpus=2, available_mb=20_000)) == 20_000 // 2 // 128
+    assert sessions(Machine(cpus=2, available_mb=1_400)) == 8  # never fewer than before
+    assert sessions(Machine(cpus=2, available_mb=None)) == 8
+    assert sessions(Machine(cpus=2, available_mb=1_400), max_running=12) == 12
+    assert sessions(Machine(cpus=64, available_mb=10_000_000)) == 1024
+    assert sessions(Machine(cpus=2, available_mb=20_000), max_sessions=5, max_running=2) == 5
+    with pytest.raises(ValueError):
+        KernelLimits(max_sessions=2, max_running=3)
+
+
+# -- the service on the scripted backend ------------------------------------------------------
+
+
+class GatedBackend(ScriptedBackend):
+    """Starts at once; each execute and each shutdown waits until the test opens its gate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.run_gate = asyncio.Event()
+        self.shutdown_gate = asyncio.Event()
+        self.shutting: list[KernelHandle] = []
+
+    async def start(self, owner: str | None = None) -> KernelHandle:
+        self.started += 1
+        return Kernel(f"k{self.started}", lean=False)
+
+    async def execute(self, kernel: KernelHandle, code: str, sink: OutputSink) -> ExecReply:
+        await self.run_gate.wait()
+        return ExecReply(ExecOutcome.FINISHED, "ok")
+
+    async def shutdown(self, kernel: KernelHandle) -> None:
+        self.shutting.append(kernel)
+        await self.shutdown_gate.wait()
+        await super().shutdown(kernel)
+
+
+async def test_an_answer_never_waits_for_the_session_closed_to_make_room() -> None:
+    backend = GatedBackend()
+    limits = KernelLimits(max_sessions=1, max_running=1, pool_size=1, pool_surge=0)
+    service = KernelService(limits, backend=backend, clock=FakeClock())
+    await service.start()
+    a = asyncio.create_task(service.run("chat:a", "user:a", "pass"))
+    await until(lambda: service.info().running == 1)
+    b = asyncio.create_task(service.run("chat:b", "user:b", "pass"))
+    await until(lambda: service.info().queued == 1)  # the bot is full: b waits for a place
+    backend.run_gate.set()
+    # a's run ends; a's idle session is closed for b, but a's answer does not wait for it
+    await until(lambda: a.done())
+    assert a.result().status is RunStatus.OK
+    await until(lambda: bool(backend.shutting))  # a's kernel is being shut down, for b
+    assert backend.shutting[0].alive  # … and is not gone yet: a's answer did not wait
+    backend.shutdown_gate.set()
+    assert (await b).status is RunStatus.OK
+    await service.aclose()

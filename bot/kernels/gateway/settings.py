@@ -132,7 +132,9 @@ class GatewaySettings(BaseModel):
                 **base.model_dump(),
                 "pool_size": self.warm_pool_size,
                 "pool_surge": 0,  # sessions + spares stay within max_kernels
-                "max_sessions": min(base.max_sessions, sessions),
+                "max_sessions": sessions
+                if base.max_sessions == "auto"
+                else min(base.max_sessions, sessions),
                 "max_running": min(base.max_running, sessions),
             }
         )
