@@ -58,11 +58,13 @@ from tests.fakes.telegram_api import Call, FakeBot, FakeTelegram
 ROOT = Path(__file__).resolve().parents[1]
 GROUP = -1001234500001
 # The kernel side before issue 11, for a side-by-side run (--kernels both): every kernel imports
-# numpy, pandas and matplotlib before it is offered, two spares, one replacement per spare taken.
+# numpy, pandas and matplotlib before it is offered, two spares, one replacement per spare taken,
+# at most 8 sessions.
 BASELINE = {
     "NBHELP_RUN__PREIMPORTS": "eager",
     "NBHELP_RUN__POOL_SIZE": "2",
     "NBHELP_RUN__POOL_SURGE": "0",
+    "NBHELP_RUN__MAX_SESSIONS": "8",
 }
 PAGE = os.sysconf("SC_PAGE_SIZE")
 
@@ -497,11 +499,16 @@ class Burst:
     spread_s: float = 10.0
 
 
-async def run_burst(h: Harness, b: Burst, deadline: float, spares: int, seed: int) -> Figures:
+async def run_burst(
+    h: Harness, b: Burst, deadline: float, spares: int, seed: int, pool: int | None = None
+) -> Figures:
     bot = h.fake.new_bot(f"nbhelp_{b.name}_bot")
     Enforcer(bot, limits=b.limits)
     db = h.workdir / f"{b.name}-{'on' if b.limits else 'off'}-{int(b.baseline)}.db"
-    extra = BASELINE if b.baseline else None
+    extra = dict(BASELINE) if b.baseline else {}
+    if pool is not None and not b.baseline:
+        extra["NBHELP_RUN__POOL_SIZE"] = str(pool)
+        spares = pool
     proc = await h.start_bot(bot, db, limits=b.limits, extra=extra)
     figures = Figures(b.name + ("/base" if b.baseline else ""), b.limits, b.students)
     try:
@@ -709,10 +716,11 @@ async def main(args: argparse.Namespace) -> int:
     deadline = args.deadline or (60.0 if quick else 150.0)
     wanted = set(args.scenarios.split(","))
     modes = {"on": [True], "off": [False], "both": [True, False]}[args.limits]
-    plan = pool_plan(KernelLimits())
+    plan = pool_plan(KernelLimits() if args.pool is None else KernelLimits(pool_size=args.pool))
     print(
         f"nbhelp workshop benchmark  (cpus={os.cpu_count()}, load {os.getloadavg()[0]:.1f}, "
-        f"pool: {plan.size} spares + {plan.surge} in a burst, {plan.reason})"
+        f"pool: {plan.size} spares + {plan.surge} in a burst, up to {plan.sessions} sessions, "
+        f"{plan.reason})"
     )
     print(
         "  fake Bot API with limits: 1 msg/s per chat (burst 5, unverified), 20 msgs/min per "
@@ -734,7 +742,7 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nbhelp-workshop-") as tmp:
         async with Harness(Path(tmp)) as h:
             for i, b in enumerate(bursts):
-                f = await run_burst(h, b, deadline, plan.size, seed=11 + i)
+                f = await run_burst(h, b, deadline, plan.size, seed=11 + i, pool=args.pool)
                 results.append(f)
                 if not b.baseline:  # the baseline is for comparison only
                     checks += targets(f)
@@ -792,6 +800,9 @@ if __name__ == "__main__":
         choices=("current", "baseline", "both"),
         default="current",
         help="baseline: the kernel pool as before issue 11 (eager imports, 2 spares), to compare",
+    )
+    ap.add_argument(
+        "--pool", type=int, default=None, help="the bot's pool_size (default: its auto size)"
     )
     ap.add_argument("--deadline", type=float, default=0.0, help="seconds to wait after a burst")
     ap.add_argument("--keep-logs", action="store_true", help="print the tail of each bot log")
