@@ -25,8 +25,9 @@ know), time to answer from the message to the answer's arrival at the fake (p50,
 still missing at the deadline counts as later than the deadline), the quick commands' p95,
 messages sent into the group (answers, the rest) and the most in any 60 s, 429 answers, peak
 memory of the bot and its kernels (RSS summed over the process tree every 0.5 s; PSS, which
-splits shared pages between processes, every 5 s), and the issue's targets as PASS/FAIL. The fake
-servers run in this process and share the machine's cores with the bot.
+splits shared pages between processes, every 5 s), CPU seconds of the bot, of its kernels and of
+this process during the burst, and the issue's targets as PASS/FAIL. The fake servers and the
+sampling run in this process and share the machine's cores with the bot.
 """
 
 from __future__ import annotations
@@ -194,16 +195,15 @@ class Harness:
 
 
 def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants. Only each process's main thread is asked for children: the
+    bot starts its sandboxes from its event loop's thread, bwrap and the kernels from theirs
+    (reading every thread's list costs the bench ten times the CPU)."""
     pids, pending = [], [pid]
     while pending:
         p = pending.pop()
         pids.append(p)
-        with contextlib.suppress(OSError):
-            for task in os.listdir(f"/proc/{p}/task"):
-                with contextlib.suppress(OSError):
-                    pending += [
-                        int(c) for c in Path(f"/proc/{p}/task/{task}/children").read_text().split()
-                    ]
+        with contextlib.suppress(OSError, ValueError):
+            pending += [int(c) for c in Path(f"/proc/{p}/task/{p}/children").read_text().split()]
     return pids
 
 
