@@ -59,6 +59,9 @@ class KernelHandle(ABC):
     def __init__(self, kernel_id: str) -> None:
         self.id = kernel_id
         self.started_at = time.monotonic()
+        # Started with optional pre-imports deferred (``preimports = "lazy"``): the pool may
+        # complete it with :meth:`KernelBackend.top_up` while it is a spare.
+        self.lean = False
 
     @property
     @abstractmethod
@@ -107,6 +110,10 @@ class KernelBackend(ABC):
     @abstractmethod
     async def shutdown(self, kernel: KernelHandle) -> None:
         """Stop the kernel for good, killing it and everything it started."""
+
+    async def top_up(self, kernel: KernelHandle) -> None:  # noqa: B027 (optional hook)
+        """Complete a lean spare's deferred pre-imports (clears ``kernel.lean``). Called by the
+        warm pool only, before the kernel is handed to anyone. Default: nothing to do."""
 
     async def restart(self, kernel: KernelHandle, owner: str | None = None) -> KernelHandle:
         """A fresh kernel in place of ``kernel`` (state lost). Default: shutdown + start."""

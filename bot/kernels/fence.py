@@ -36,6 +36,7 @@ from bot.kernels.cgroups import (
 from bot.kernels.fence_settings import FenceSettings
 from bot.kernels.models import KernelLimits
 from bot.kernels.seccomp import SeccompProgram, SeccompUnavailable, compile_policy
+from bot.kernels.sizing import pool_plan
 
 log = logging.getLogger(__name__)
 
@@ -144,7 +145,8 @@ async def prepare(
         if isinstance(found, NoDelegation):
             fence.cgroup_reason = found.reason
         else:
-            sessions = limits.max_sessions + limits.pool_size + 1
+            plan = pool_plan(limits)
+            sessions = plan.sessions + plan.most + 1
             total = CgroupLimits(
                 memory_bytes=(settings.total_memory_mb or limits.memory_mb * sessions) << 20,
                 pids=limits.max_processes * sessions,

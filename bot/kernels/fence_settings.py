@@ -53,7 +53,7 @@ class FenceSettings(BaseModel):
         ge=256,
         le=16_777_216,
         description="cgroup memory.max of all kernels together. Default: the memory limit of "
-        "one kernel times (max_sessions + pool_size).",
+        "one kernel times (sessions + the pool's spares, burst surge included, + 1).",
     )
     total_cpus: float | None = Field(
         default=None,

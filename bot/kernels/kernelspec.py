@@ -78,6 +78,7 @@ def _limits(args: argparse.Namespace) -> Any:
         max_image_bytes=args.max_image_bytes,
         cpu_lifetime_s=args.cpu_lifetime_s,
         start_timeout_s=args.start_timeout_s,
+        preimports="eager",  # a gateway's kernels are never completed as spares by this bot
     )
 
 

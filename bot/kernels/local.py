@@ -20,7 +20,7 @@ from bot.kernels import fence as fc
 from bot.kernels import orphans
 from bot.kernels import sandbox as sb
 from bot.kernels.backend import KernelBackend, KernelHandle, KernelUsage
-from bot.kernels.bootstrap import BOOTSTRAP, bootstrap_config
+from bot.kernels.bootstrap import BOOTSTRAP, TOP_UP, bootstrap_config
 from bot.kernels.errors import KernelStartError, SandboxUnavailable
 from bot.kernels.fence_settings import FenceSettings
 from bot.kernels.jupyter import (
@@ -175,6 +175,26 @@ class LocalBackend(KernelBackend):
         log.info("kernel %s over its memory limit (%d bytes held); killed", kernel.id, memory.total)
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(kernel.proc.pid, signal.SIGKILL)
+
+    async def top_up(self, kernel: KernelHandle) -> None:
+        """Import what a lean kernel deferred (pandas, matplotlib with its inline backend) while
+        it is a spare. A top-up that fails or hangs leaves the kernel dead, never half-done."""
+        assert isinstance(kernel, LocalKernel)
+        if not kernel.lean or not kernel.alive or kernel.conn is None:
+            return
+        try:
+            async with asyncio.timeout(self.limits.start_timeout_s):
+                reply = await kernel.conn.execute(TOP_UP, lambda output, size: None, count=False)
+        except TimeoutError:
+            reply = ExecReply(ExecOutcome.BROKEN)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._kill(kernel))  # interrupted mid-import: state unknown
+            raise
+        if reply.outcome is ExecOutcome.FINISHED and reply.status == "ok":
+            kernel.lean = False
+            return
+        log.warning("kernel %s: completing its imports failed (%s); recycled", kernel.id, reply)
+        await self._kill(kernel)
 
     async def interrupt(self, kernel: KernelHandle) -> None:
         assert isinstance(kernel, LocalKernel)
@@ -524,6 +544,7 @@ class LocalBackend(KernelBackend):
                 # One silent cell warms IPython's first-execution paths, so a session's first
                 # run costs what any later run does.
                 await kernel.conn.execute(WARM_UP, lambda output, size: None, count=False)
+            kernel.lean = self.preimport and self.limits.preimports == "lazy"
         except asyncio.CancelledError:
             await asyncio.shield(self._kill(kernel))
             raise

@@ -23,11 +23,12 @@ import logging
 import platform
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from bot.kernels.backend import ExecOutcome, ExecReply, KernelBackend, KernelHandle, KernelUsage
 from bot.kernels.collector import Collector
@@ -44,6 +45,7 @@ from bot.kernels.local import LocalBackend
 from bot.kernels.models import ErrorOutput, KernelInfo, KernelLimits, RunResult, RunStatus
 from bot.kernels.pool import WarmPool
 from bot.kernels.scheduler import FairQueue, OnQueued, RateLimiter
+from bot.kernels.sizing import Machine, PoolPlan, pool_plan
 from bot.kernels.verdict import image_notices, verdict
 from bot.text import duration
 
@@ -82,15 +84,17 @@ class KernelService:
         protected_paths: Sequence[Path] = (),
         fence: FenceSettings | None = None,
         clock: Callable[[], float] = time.monotonic,
+        machine: Machine | None = None,
     ) -> None:
         self.limits = limits
+        self.pool_plan: PoolPlan = pool_plan(limits, machine)
         self._backend = backend or LocalBackend(
             limits, run_dir=run_dir, protected_paths=protected_paths, fence=fence
         )
         self._allow_unsandboxed = allow_unsandboxed
         self._clock = clock
-        self._pool = WarmPool(self._backend, limits.pool_size)
-        self._capacity = FairQueue(limits.max_sessions)
+        self._pool = self._new_pool(self._backend)
+        self._capacity = FairQueue(self.pool_plan.sessions)
         self._slots = FairQueue(limits.max_running)
         self._rate = RateLimiter(limits.runs_per_minute, clock=clock)
         self._sessions: dict[str, _Session] = {}
@@ -101,6 +105,7 @@ class KernelService:
         self._closed = False
         self._unavailable: SandboxUnavailable | None = None
         self._reaper: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Task[object]] = set()
         self._start_lock = asyncio.Lock()
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -126,8 +131,17 @@ class KernelService:
                 )
                 await self._backend.aclose()
                 self._backend = fallback
-                self._pool = WarmPool(fallback, self.limits.pool_size)
+                self._pool = self._new_pool(fallback)
                 await fallback.check()
+            plan = self.pool_plan
+            log.info(
+                "kernels: up to %d sessions; warm pool of %d spares, %d more in a burst of new "
+                "sessions (%s)",
+                plan.sessions,
+                plan.size,
+                plan.surge,
+                plan.reason,
+            )
             self._pool.fill()
             self._reaper = asyncio.create_task(self._reap_loop())
             self._started = True
@@ -140,6 +154,7 @@ class KernelService:
             self._reaper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._reaper
+        await asyncio.gather(*self._background, return_exceptions=True)
         for session in list(self._sessions.values()):
             session.cancel_reason = "closed"
             await self._end_session(session)
@@ -155,11 +170,16 @@ class KernelService:
         self._closed = True
         return self._backend.kill_now()
 
-    async def wait_until_warm(self, count: int | None = None) -> None:
-        """Until ``count`` (default: pool_size) warm kernels are ready."""
+    async def wait_until_warm(self, count: int | None = None, *, complete: bool = False) -> None:
+        """Until ``count`` (default: the pool's size) warm kernels are ready (``complete``: with
+        their deferred imports done too)."""
         await self.start()
         self._check_available()
-        await self._pool.wait_until_ready(count)
+        await self._pool.wait_until_ready(count, complete=complete)
+
+    def _new_pool(self, backend: KernelBackend) -> WarmPool:
+        plan = self.pool_plan
+        return WarmPool(backend, plan.size, surge=plan.surge, clock=self._clock)
 
     @property
     def available(self) -> bool:
@@ -295,7 +315,9 @@ class KernelService:
                 if fresh:
                     self._pool.fill()  # replace the spare only now: a start would slow this run
                 if self._capacity.waiting:
-                    await self._make_room()
+                    # someone waits for a place: close an idle session for them, without
+                    # making this run's answer wait for that kernel's end
+                    self._in_background(self._room_for_a_waiter())
             await self._end_session(session, GONE_NOTICE)
         raise AssertionError("unreachable: the second attempt never raises _KernelGone")
 
@@ -355,6 +377,15 @@ class KernelService:
             minutes = duration(self.limits.max_age_s)
             return f"Your previous session reached its {minutes} limit; this is a fresh one."
         return None
+
+    def _in_background(self, work: Coroutine[Any, Any, object]) -> None:
+        task = asyncio.create_task(work)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
+
+    async def _room_for_a_waiter(self) -> None:
+        if self._capacity.waiting:  # still someone waiting (no other session ended meanwhile)
+            await self._make_room()
 
     async def _make_room(self) -> bool:
         idle = [s for s in self._sessions.values() if not s.busy and not s.ended]

@@ -6,11 +6,40 @@ Light on purpose (pydantic only): the root settings import it at every start.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from pathlib import Path
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, model_validator
 
 from bot.kernels.fence_settings import FenceSettings
+
+MAX_POOL = 256
+MAX_SESSIONS = 4096
+
+
+def _count_or_auto(low: int, high: int) -> Callable[[object], object]:
+    """A validator: ``auto`` or a whole number from ``low`` to ``high``, with one clear message
+    otherwise (instead of one per member of the union)."""
+
+    def check(value: object) -> object:
+        if isinstance(value, str) and value.strip().lower() == "auto":
+            return "auto"
+        number: int | None = None
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = value
+        elif isinstance(value, str) and value.strip().isdigit():
+            number = int(value)
+        if number is None or not low <= number <= high:
+            raise ValueError(f"must be auto or a whole number from {low} to {high}")
+        return number
+
+    return check
+
+
+# ``auto`` (sized for the machine by bot/kernels/sizing.py) or a number of kernels.
+CountOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto(0, MAX_POOL))]
+SessionsOrAuto = Annotated[int | Literal["auto"], BeforeValidator(_count_or_auto(1, MAX_SESSIONS))]
 
 
 def _default_parallelism() -> int:
@@ -34,10 +63,16 @@ class KernelLimits(BaseModel):
       each per run (chat platforms allow ~10 MB per file; a matplotlib figure is ~20-60 kB).
     - ``idle_timeout_s`` 600 and ``max_age_s`` 3600: a session ends 10 min after its last run or
       1 h after it started.
-    - ``pool_size`` 2 warm spare kernels (each costs ~1 s of CPU to start and ~110 MB of RAM).
+    - ``pool_size`` ``auto``: warm spare kernels, two per CPU while a quarter of the available
+      memory holds them (``bot/kernels/sizing.py``); ``pool_surge`` ``auto``: one more per CPU
+      started ahead of demand while a burst of new sessions lasts. A spare costs ~0.35 s of CPU
+      to start lean (numpy only, RSS ~58 MB) and ~0.5 s more to complete (RSS ~120 MB).
+    - ``preimports`` ``lazy``: pandas and matplotlib are imported on first use or while the
+      spare waits on an idle machine; ``eager``: before the kernel is offered.
     - ``max_running`` runs execute at once (default one per core, at most 4); further runs queue.
-    - ``max_sessions`` 8 live sessions (kernels); the least recently used idle session is closed
-      to make room for a new one. 8 x ~110 MB idle RSS, plus the spares, fits 2 GB.
+    - ``max_sessions`` ``auto`` live sessions (kernels): half the available memory at ~128 MB
+      per idle session, at least 8 (8 x ~120 MB idle RSS, plus the spares, fits 2 GB); the least
+      recently used idle session is closed to make room for a new one.
     - ``runs_per_minute`` 15 per user (one running job per user in any case).
     - ``cpu_lifetime_s`` 900: RLIMIT_CPU of a kernel over its whole life, a fence against
       background threads that spin after their run returned.
@@ -62,14 +97,27 @@ class KernelLimits(BaseModel):
     max_age_s: float = Field(
         3600.0, gt=0, le=7 * 86400, description="a session ends after this age"
     )
-    pool_size: int = Field(2, ge=0, le=256, description="warm spare kernels")
+    pool_size: CountOrAuto = Field(
+        "auto",
+        description="warm spare kernels; auto: two per CPU while a quarter of the available "
+        "memory holds them (~128 MB each), at least one, at most 32",
+    )
+    pool_surge: CountOrAuto = Field(
+        "auto",
+        description="more spares started at once, ahead of demand, while a burst of new "
+        "sessions lasts; auto: one per CPU within the same memory budget",
+    )
     max_running: int = Field(
         default_factory=_default_parallelism,
         ge=1,
         le=256,
         description="runs executing at once (default: one per core, at most 4)",
     )
-    max_sessions: int = Field(8, ge=1, le=4096, description="live kernel sessions at once")
+    max_sessions: SessionsOrAuto = Field(
+        "auto",
+        description="live kernel sessions at once; auto: as many as half the available memory "
+        "holds at ~128 MB each, at least 8 (and max_running), at most 1024",
+    )
     max_sessions_per_person: int = Field(
         1,
         ge=1,
@@ -84,10 +132,16 @@ class KernelLimits(BaseModel):
     start_timeout_s: float = Field(
         30.0, gt=0, le=600, description="a kernel that takes longer to start has failed"
     )
+    preimports: Literal["eager", "lazy"] = Field(
+        "lazy",
+        description="lazy: a kernel starts with numpy imported and imports pandas and "
+        "matplotlib on first use (or while it waits as a spare on an idle machine): a new "
+        "kernel costs well under half the CPU; eager: all three before it is offered",
+    )
 
     @model_validator(mode="after")
     def _sessions_cover_running(self) -> KernelLimits:
-        if self.max_sessions < self.max_running:
+        if self.max_sessions != "auto" and self.max_sessions < self.max_running:
             raise ValueError(
                 f"max_sessions ({self.max_sessions}) must be at least max_running "
                 f"({self.max_running})"

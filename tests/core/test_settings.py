@@ -54,7 +54,10 @@ def problems(**env: str) -> list[str]:
             {"NBHELP_TELEGRAM_TOKEN": "1:abc"},
             "NBHELP_TELEGRAM_TOKEN: unknown setting; did you mean NBHELP_TELEGRAM__TOKEN?",
         ),
-        ({"NBHELP_RUN__POOL_SIZE": "100000"}, "NBHELP_RUN__POOL_SIZE=100000: must be less"),
+        (
+            {"NBHELP_RUN__POOL_SIZE": "100000"},
+            "NBHELP_RUN__POOL_SIZE=100000: must be auto or a whole number from 0 to 256",
+        ),
         ({"NBHELP_WEB__PORT": "70000"}, "NBHELP_WEB__PORT=70000: must be less than or equal"),
         ({"PORT": "http"}, "PORT=http: must be a port number"),
     ],

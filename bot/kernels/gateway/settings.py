@@ -131,7 +131,10 @@ class GatewaySettings(BaseModel):
             **{
                 **base.model_dump(),
                 "pool_size": self.warm_pool_size,
-                "max_sessions": min(base.max_sessions, sessions),
+                "pool_surge": 0,  # sessions + spares stay within max_kernels
+                "max_sessions": sessions
+                if base.max_sessions == "auto"
+                else min(base.max_sessions, sessions),
                 "max_running": min(base.max_running, sessions),
             }
         )
