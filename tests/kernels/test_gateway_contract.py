@@ -83,8 +83,9 @@ async def service(
         max_kernels=10,
         start_timeout_s=60,
     )
-    backend = GatewayBackend(settings, LIMITS)
-    svc = KernelService(LIMITS, backend=backend)
+    limits = settings.kernel_limits(LIMITS)  # as the wiring does: within max_kernels
+    backend = GatewayBackend(settings, limits)
+    svc = KernelService(limits, backend=backend)
     await svc.start()
     assert svc.available, svc.unavailable_reason
     yield svc
