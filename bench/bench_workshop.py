@@ -348,6 +348,12 @@ def texts_of(call: Call) -> list[str]:
     return out
 
 
+def answers_quick(call: Call, s: Sent) -> bool:
+    """A reply to the person's message, or a part of a combined answer headed by their name."""
+    header = f"<b>{s.name}</b>:"
+    return reply_to(call) == s.message_id or any(header in t for t in texts_of(call))
+
+
 def has_image(call: Call) -> bool:
     return call.method in ("sendPhoto", "sendMediaGroup")
 
@@ -392,9 +398,9 @@ def analyse(calls: list[Call], sent: list[Sent], figures: Figures) -> None:
     for s in sent:
         if s.token is None:  # a quick command: the first message replying to it
             figures.others += 1
-            times = [c.at for c in ok_sends if reply_to(c) == s.message_id]
-            figures.other_times.append(min(times) - s.at if times else math.inf)
-            answer_ids |= {id(c) for c in ok_sends if reply_to(c) == s.message_id}
+            mine = [c for c in ok_sends if answers_quick(c, s)]
+            figures.other_times.append(min(c.at for c in mine) - s.at if mine else math.inf)
+            answer_ids |= {id(c) for c in mine}
             continue
         text_calls = [c for c in ok_sends if any(s.token in t for t in texts_of(c))]
         image_calls = [
@@ -427,10 +433,12 @@ class Progress:
     bot needs)."""
 
     TOKEN = re.compile(r"s\d+=\d+|k\d+ done")
+    HEADER = re.compile(r"<b>(Guest\d+)</b>:")
 
     def __init__(self, sent: list[Sent], first_call: int) -> None:
         self.by_token = {s.token: s for s in sent if s.token is not None}
         self.by_id = {s.message_id: s for s in sent}
+        self.quick_names = {s.name: s.who for s in sent if s.token is None and s.name}
         self.texts: set[str] = set()
         self.images: set[str] = set()
         self.quick: set[str] = set()
@@ -443,6 +451,10 @@ class Progress:
             for token in self.TOKEN.findall(text):
                 if token in self.by_token:
                     self.texts.add(self.by_token[token].who)
+        for text in texts_of(c):
+            for name in self.HEADER.findall(text):
+                if name in self.quick_names:
+                    self.quick.add(self.quick_names[name])
         target = self.by_id.get(reply_to(c) or -1)
         if target is not None:
             if target.token is None:
@@ -499,8 +511,29 @@ class Burst:
     spread_s: float = 10.0
 
 
+def write_dump(path: Path, title: str, sent: list[Sent], calls: list[Call]) -> None:
+    """What was sent into the group and what the bot sent back, for reading a run afterwards."""
+    t0 = sent[0].at if sent else 0.0
+    with path.open("a") as fh:
+        fh.write(f"== {title}\n")
+        for s in sent:
+            fh.write(f"SENT {s.at - t0:7.2f} id={s.message_id} {s.who} {s.token or ''}\n")
+        for c in calls:
+            if c.chat_id == GROUP:
+                text = " | ".join(texts_of(c))[:300].replace("\n", " / ")
+                fh.write(
+                    f"CALL {c.at - t0:7.2f} {c.status} {c.method} reply={reply_to(c)} {text}\n"
+                )
+
+
 async def run_burst(
-    h: Harness, b: Burst, deadline: float, spares: int, seed: int, pool: int | None = None
+    h: Harness,
+    b: Burst,
+    deadline: float,
+    spares: int,
+    seed: int,
+    pool: int | None = None,
+    dump: Path | None = None,
 ) -> Figures:
     bot = h.fake.new_bot(f"nbhelp_{b.name}_bot")
     Enforcer(bot, limits=b.limits)
@@ -546,7 +579,7 @@ async def run_burst(
             else:
                 text = "/status colab" if n % 2 else "/alternatives colab gpu"
                 msg = bot.send(text, chat_id=GROUP, user_id=20_000 + n, first_name=f"Guest{n}")
-                sent.append(Sent(f"o{n}", msg["message_id"], time.monotonic()))
+                sent.append(Sent(f"o{n}", msg["message_id"], time.monotonic(), name=f"Guest{n}"))
         progress = Progress(sent, first_call)
         with contextlib.suppress(TimeoutError):
             await bot.wait_for(progress.done, within=deadline)
@@ -556,6 +589,10 @@ async def run_burst(
         await sampler.stop()
         figures.peak_rss, figures.peak_pss = sampler.peak_rss, sampler.peak_pss
         analyse(bot.calls[first_call:], sent, figures)
+        if dump is not None:
+            write_dump(
+                dump, f"{b.name} {'on' if b.limits else 'off'}", sent, bot.calls[first_call:]
+            )
     finally:
         await proc.stop()
     return figures
@@ -742,7 +779,9 @@ async def main(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="nbhelp-workshop-") as tmp:
         async with Harness(Path(tmp)) as h:
             for i, b in enumerate(bursts):
-                f = await run_burst(h, b, deadline, plan.size, seed=11 + i, pool=args.pool)
+                f = await run_burst(
+                    h, b, deadline, plan.size, seed=11 + i, pool=args.pool, dump=args.dump
+                )
                 results.append(f)
                 if not b.baseline:  # the baseline is for comparison only
                     checks += targets(f)
@@ -805,5 +844,8 @@ if __name__ == "__main__":
         "--pool", type=int, default=None, help="the bot's pool_size (default: its auto size)"
     )
     ap.add_argument("--deadline", type=float, default=0.0, help="seconds to wait after a burst")
+    ap.add_argument(
+        "--dump", type=Path, default=None, help="append each burst's messages to this file"
+    )
     ap.add_argument("--keep-logs", action="store_true", help="print the tail of each bot log")
     raise SystemExit(asyncio.run(main(ap.parse_args())))

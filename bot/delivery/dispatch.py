@@ -26,7 +26,15 @@ from bot.core.models import Reply
 from bot.delivery import storage
 from bot.delivery.codec import load_reply
 from bot.delivery.models import Batch, Lane, Parcel, QueueView, Undeliverable
-from bot.delivery.plan import ChatState, Send, ShowProgress, decide, give_up, retry_delay
+from bot.delivery.plan import (
+    PROGRESS,
+    ChatState,
+    Send,
+    ShowProgress,
+    decide,
+    give_up,
+    retry_delay,
+)
 from bot.delivery.settings import DeliverySettings
 from bot.retry import Backoff
 from bot.store import Store
@@ -239,7 +247,7 @@ class Dispatcher:
             await self._failed(st, batch, exc)
             return
         if st.pacer is not None:
-            st.pacer.take(self.clock(), max(1, cost))
+            st.pacer.take(self.clock(), max(1, cost), batch.parcels[0].lane)
         self.sent += max(1, cost)
         if len(batch.parcels) > 1:
             self.combined += 1
@@ -325,7 +333,7 @@ class Dispatcher:
         st.progress_shown = not clear and bool(shown.entries)
         st.progress_sig = shown.signature() if st.progress_shown else None
         if st.pacer is not None and cost:
-            st.pacer.take(now, cost)
+            st.pacer.take(now, cost, PROGRESS)
 
     # -- outcomes ----------------------------------------------------------------------------
 

@@ -7,66 +7,91 @@ sends; :mod:`bot.delivery.dispatch` acts on the decisions, and tests drive them 
 clock.
 
 **Pacing.** A chat with a hard budget (``count`` messages in any ``period`` seconds; a
-Telegram group: 20 a minute) gets a token bucket that refills evenly: ``burst`` tokens,
-refilled at ``(count - burst - reserve)`` a period. /run answers need a whole token; quick
-answers and alerts may dip ``reserve`` tokens below zero, so they go out at once even while
-/run answers use the budget; the progress message needs a spare token on top. In any period
-that keeps a chat within ``count`` messages (``burst + reserve + refill``), and spreads /run
-answers evenly instead of bursting twenty and then going quiet for a minute. The adapter's
-own rate limiter stays the hard guard (and honours ``retry_after``).
+Telegram group: 20 a minute) is paced by an exact sliding window of what was sent:
+quick answers and alerts go whenever the window has room; /run answers and the progress
+message leave ``reserve`` messages of it to them, so a quick answer never waits behind a /run
+backlog; and /run answers are spread, at most ``BURST`` in any ``BURST * gap`` seconds
+(``gap = period / (count - reserve)``), instead of twenty at once and then a silent minute.
+What becomes ready in between waits for the next slot and goes out combined with the others
+(one message per interval, as many answers as fit). The adapter's own rate limiter stays the
+hard guard (and honours ``retry_after``).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from dataclasses import dataclass, field
 
 from bot.delivery.models import LANES, Batch, ChatBudget, Lane, Parcel, QueueView
 from bot.delivery.settings import DeliverySettings
 
-BURST = 2.0
+BURST = 2
 PROGRESS = "progress"
 
 
 class Pacer:
-    """A token bucket that keeps one chat under its per-minute budget (see the module)."""
+    """Keeps one chat within its budget: an exact window of the messages sent (see the module).
+    Times are the scheduler's monotonic clock; a send is stamped when the platform confirmed
+    it, a little after the platform counted it, so the window errs on the safe side."""
 
     def __init__(
-        self, count: int, period_s: float, reserve: float, now: float, burst: float = BURST
+        self, count: int, period_s: float, reserve: float, now: float, burst: int = BURST
     ) -> None:
-        self.capacity = max(1.0, min(burst, count - 1))
-        self.reserve = max(0.0, min(reserve, count - self.capacity - 1))
-        self.rate = max(count - self.capacity - self.reserve, 1.0) / period_s
-        self.tokens = self.capacity
-        self.stamp = now
+        self.count = max(1, count)
+        self.period = period_s
+        self.reserve = int(max(0, min(reserve, self.count - 1)))
+        self.gap = period_s / max(1, self.count - self.reserve)
+        self.burst = max(1, burst)
+        self.sent: deque[float] = deque()  # one stamp per message, oldest first
+        self.runs: deque[float] = deque()  # stamps of /run-lane sends (the last ``burst``)
 
-    def _refill(self, now: float) -> None:
-        if now > self.stamp:
-            self.tokens = min(self.capacity, self.tokens + (now - self.stamp) * self.rate)
-            self.stamp = now
+    def _expire(self, now: float) -> None:
+        while self.sent and self.sent[0] <= now - self.period:
+            self.sent.popleft()
 
-    def need(self, lane: Lane | str) -> float:
-        """Tokens the bucket must hold before a send of this lane (see the module)."""
+    def _cap(self, lane: Lane | str) -> int:
+        """How many messages the window may hold before a send of this lane."""
         if lane in ("quick", "alert"):
-            return 1.0 - self.reserve
+            return self.count
         if lane == PROGRESS:
-            return 2.0
-        return 1.0
+            return max(1, self.count - self.reserve - 1)  # a spare on top of the /run share
+        return self.count - self.reserve
 
-    def available(self, now: float, lane: Lane | str) -> int:
-        """How many sends of ``lane`` could go now, one after another."""
-        self._refill(now)
-        return max(0, math.floor(self.tokens - self.need(lane)) + 1)
+    def _room_in(self, now: float, cap: int) -> float:
+        """Seconds until the window holds fewer than ``cap`` messages."""
+        over = len(self.sent) - cap
+        if over < 0:
+            return 0.0
+        return max(0.0, self.sent[over] + self.period - now)
 
     def wait(self, now: float, lane: Lane | str) -> float:
         """Seconds until a send of ``lane`` may go (0: now)."""
-        self._refill(now)
-        short = self.need(lane) - self.tokens
-        return 0.0 if short <= 0 else short / self.rate
+        self._expire(now)
+        wait = self._room_in(now, self._cap(lane))
+        if lane == "run" and len(self.runs) >= self.burst:
+            wait = max(wait, self.runs[-self.burst] + self.burst * self.gap - now)
+        return max(0.0, wait)
 
-    def take(self, now: float, cost: float) -> None:
-        self._refill(now)
-        self.tokens -= cost
+    def available(self, now: float, lane: Lane | str) -> int:
+        """How many sends of ``lane`` could go now, one after another."""
+        if self.wait(now, lane) > 0:
+            return 0
+        room = max(0, self._cap(lane) - len(self.sent))
+        if lane == "run":
+            recent = sum(1 for t in self.runs if t > now - self.burst * self.gap)
+            room = min(room, max(0, self.burst - recent))
+        return room
+
+    def take(self, now: float, cost: float, lane: Lane | str = "quick") -> None:
+        """Record a send of ``cost`` messages (0: an edit, which the platform does not count)."""
+        self._expire(now)
+        for _ in range(math.ceil(cost)):
+            self.sent.append(now)
+        if lane == "run" and cost > 0:
+            self.runs.append(now)
+            while len(self.runs) > self.burst:
+                self.runs.popleft()
 
 
 @dataclass(eq=False)

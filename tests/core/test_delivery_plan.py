@@ -3,7 +3,6 @@ progress, retries. Nothing sleeps: time is a number the tests move."""
 
 from __future__ import annotations
 
-import itertools
 import math
 from dataclasses import dataclass, field
 
@@ -65,7 +64,7 @@ class Sim:
                 self.st.remove(batch)
                 self.sends.append((self.now, d.lane, batch))
                 if self.st.pacer is not None:
-                    self.st.pacer.take(self.now, 1)
+                    self.st.pacer.take(self.now, 1, d.lane)
                 continue
             assert isinstance(d, Wait)
             nxt = [a[0] for a in self.arrivals]
@@ -106,8 +105,10 @@ def test_a_group_keeps_its_budget_and_spreads_run_answers() -> None:
     times = [t for t, _, _ in sim.sends]
     assert len(times) == 50
     assert most_in_window(times, 60.0) <= 20  # Telegram's 20 a minute into a group
-    gaps = [b - a for a, b in itertools.pairwise(times[2:])]
-    assert min(gaps) >= 60 / 15 - 1e-6  # even, not twenty at once then a silent minute
+    gap = 60 / (20 - S.group_reserve)
+    pairs = [b - a for a, b in zip(times, times[2:], strict=False)]
+    assert min(pairs) >= 2 * gap - 1e-6  # spread: at most two in any two gaps ...
+    assert max(times[:17]) <= 17 * gap  # ... and never a silent minute while answers wait
 
 
 def test_quick_answers_are_not_stuck_behind_a_run_backlog() -> None:
@@ -160,10 +161,40 @@ def test_any_arrivals_stay_within_the_group_budget(arrivals: list[tuple[float, s
     assert most_in_window([t for t, _, _ in sim.sends], 60.0) <= 20
 
 
-def test_pacer_bound_holds_for_a_scaled_window() -> None:
-    p = Pacer(6, 3.0, reserve=3, now=0.0)
-    assert p.capacity + p.reserve + p.rate * 3.0 <= 6 + 1e-9
-    assert Pacer(20, 60.0, reserve=3, now=0.0).rate == pytest.approx(15 / 60)
+def test_pacer_window_is_exact_and_keeps_the_reserve() -> None:
+    p = Pacer(6, 3.0, reserve=2, now=0.0)
+    for _ in range(4):  # the /run share of the window: 6 - 2
+        assert p.wait(0.0, "quick") == 0.0
+        p.take(0.0, 1, "quick")
+    assert p.wait(0.0, "run") == pytest.approx(3.0)  # the share is full until the window slides
+    assert p.available(0.0, "quick") == 2 and p.wait(0.0, "quick") == 0.0  # the reserve
+    p.take(0.0, 2, "quick")
+    assert p.wait(0.0, "quick") == pytest.approx(3.0)  # the whole budget spent
+    assert p.wait(1.5, "quick") == pytest.approx(1.5)
+    assert p.available(3.0, "run") == 2  # a fresh window
+
+
+def test_the_first_answers_of_a_quiet_group_go_at_once() -> None:
+    sim = Sim(GROUP)
+    sim.arrive(0.0, parcel("run", 1))
+    sim.arrive(0.5, parcel("run", 2))
+    sim.run()
+    assert [t for t, _, _ in sim.sends] == [0.0, 0.5]  # a burst of two, not paced
+
+
+def test_many_quick_answers_in_a_burst_each_go_at_once() -> None:
+    sim = Sim(GROUP)
+    for i in range(50):
+        sim.arrive(i * 0.2, parcel("run", i))
+    quick = [parcel("quick", 100 + i) for i in range(10)]
+    for i, q in enumerate(quick):
+        sim.arrive(i * 1.0, q)  # ten people asking /status during the workshop's burst
+    sim.run()
+    for i, q in enumerate(quick):
+        assert sim.when_sent(q) == pytest.approx(i * 1.0)  # each alone, at once
+        assert next(b for _, _, b in sim.sends if q in b) == [q]
+    assert max(t for t, lane, _ in sim.sends if lane == "run") <= 30.0
+    assert most_in_window([t for t, _, _ in sim.sends], 60.0) <= 20
 
 
 def test_a_failed_send_holds_its_lane_but_not_quicker_ones() -> None:
@@ -223,7 +254,8 @@ def test_progress_waits_behind_answers_and_spare_budget() -> None:
     assert isinstance(d, Send)  # the answer first
     st.remove(d.parcels)
     assert st.pacer is not None
-    st.pacer.take(0.0, 1)  # the answer spent a token: the bucket has no spare one
+    for _ in range(20 - s.group_reserve - 1):  # the answers spent the /run share of the window
+        st.pacer.take(0.0, 1, "run")
     d = decide(st, waiting(3), 0.0, s)
     assert isinstance(d, Wait) and d.seconds is not None and d.seconds > 0
     later = 0.0 + (d.seconds or 0)
