@@ -143,6 +143,15 @@ async def test_a_workshop_burst_in_one_group(launch: Launch, test_core: Core) ->
     assert not bot.calls_of(ok=False)
 
 
+def legend_of(call: Call) -> str:
+    """The legend naming a contact sheet's tiles (in a caption of its own or after the
+    answers' text), or "" for a photo that is not a sheet."""
+    caption = str(call.params.get("caption") or "")
+    if "Plots: " in caption:
+        return caption.split("Plots: ", 1)[1].removesuffix("</i>")
+    return caption if caption.startswith("1 ") else ""
+
+
 async def test_plots_in_a_combined_answer_come_on_one_contact_sheet(
     launch: Launch, test_core: Core
 ) -> None:
@@ -160,12 +169,14 @@ async def test_plots_in_a_combined_answer_come_on_one_contact_sheet(
     photos = bot.calls_of("sendPhoto", chat_id=GROUP - 1)
     assert len(photos) < len(students)  # sheets, not a photo (or album item) per person
     assert not bot.calls_of("sendMediaGroup", chat_id=GROUP - 1)
-    sheet = max(photos, key=lambda c: c.params.get("caption", "").count("Ama"))
-    legend = sheet.params["caption"]
+    sheet = max(photos, key=lambda c: legend_of(c).count("Ama"))
+    legend = legend_of(sheet)
     assert legend.startswith("1 Ama") and " · 2 Ama" in legend
+    # small outputs ride on the sheet as its caption: one message of the group's budget
+    assert "out-" in sheet.params["caption"] and sheet.params.get("parse_mode") == "HTML"
     # every plot arrived: on a sheet, named in its legend, or alone under its own answer
-    on_sheets = sum(c.params.get("caption", "").count("Ama") for c in photos)
-    alone = [c for c in photos if "Ama" not in c.params.get("caption", "")]
+    on_sheets = sum(legend_of(c).count("Ama") for c in photos)
+    alone = [c for c in photos if not legend_of(c)]
     assert on_sheets + len(alone) == len(students)
     with PILImage.open(io.BytesIO(sheet.files["photo"].data)) as img:
         assert img.format == "PNG" and img.width >= 2 * 640  # tiles side by side

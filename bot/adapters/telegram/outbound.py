@@ -28,6 +28,7 @@ from telegram.constants import ChatAction, ChatType, ParseMode
 from telegram.error import BadRequest, NetworkError, TelegramError
 
 from bot.adapters.telegram.text import (
+    CAPTION_LIMIT,
     FILE_LIMIT,
     PHOTO_LIMIT,
     html_to_plain,
@@ -39,9 +40,9 @@ from bot.adapters.telegram.text import (
     plain_caption,
 )
 from bot.core.models import Attachment, Image, Rendered, Reply
-from bot.core.render import TelegramRenderer
+from bot.core.render import TelegramRenderer, units
 from bot.core.render.telegram import escape
-from bot.delivery.combine import Part, combined_text, contact_sheet, legend, tiles_of
+from bot.delivery.combine import Part, Tile, combined_text, contact_sheet, legend, tiles_of
 from bot.retry import Backoff
 
 log = logging.getLogger("nbhelp.telegram")
@@ -113,6 +114,20 @@ class _Steps:
         self.done.add(index)
         self.cost += cost
         return sent
+
+
+def captioned(rendered: Rendered, parts: Sequence[Part], tiles: Sequence[Tile]) -> str | None:
+    """A combined answer whose text fits a photo's caption and whose plots fit one sheet (no
+    files): that text, with the sheet's legend, as one HTML caption; otherwise None."""
+    texts = sendable_texts(rendered)
+    if not tiles or len(tiles) > SHEET_TILES or len(texts) != 1 or rendered.files:
+        return None
+    if any(part.reply.files for part in parts) or any(len(i.png) > PHOTO_LIMIT for i in tiles):
+        return None
+    caption = texts[0]
+    if len(tiles) > 1:
+        caption += "\n\n<i>" + escape("Plots: " + legend(tiles)) + "</i>"
+    return caption if units(html_to_plain(caption)) <= CAPTION_LIMIT else None
 
 
 def sendable_texts(rendered: Rendered) -> list[str]:
@@ -188,11 +203,23 @@ class Outbound:
         run = _Steps(steps)
         memo = memo if memo is not None else {}
         rendered = self.renderer.render(combined_text(parts))
+        tiles = tiles_of(parts)
+        caption = captioned(rendered, parts, tiles)
+        if caption is not None:  # the texts on the plot(s): one message of the group's budget
+            if "sheet0" not in memo:
+                memo["sheet0"] = (
+                    tiles[0].png
+                    if len(tiles) == 1
+                    else await asyncio.to_thread(contact_sheet, tiles)
+                )
+            name = "plot.png" if len(tiles) == 1 else "plots.png"
+            photo = Image(memo["sheet0"], name, "")
+            await run.step(partial(self._send_captioned, chat_id, photo, caption, where))
+            return run.cost
         for text in sendable_texts(rendered):
             await run.step(partial(self.send_text, chat_id, text, where))
         for f in rendered.files:  # the text was too long after all: it arrives as a file
             await run.step(partial(self._send_document, chat_id, f, where))
-        tiles = tiles_of(parts)
         if len(tiles) == 1:
             image = Image(tiles[0].png, "plot.png", tiles[0].who)
             await run.step(partial(self._send_photos, chat_id, [image], where))
@@ -389,6 +416,25 @@ class Outbound:
                     chat_id, Attachment(img.png, img.filename, img.caption), where
                 )
             return out
+
+    async def _send_captioned(
+        self, chat_id: int | str, photo: Image, caption: str, where: Where
+    ) -> list[Message]:
+        """One photo with an HTML caption; refused HTML goes again as a plain caption."""
+        kw = where.kwargs()
+
+        def send(text: str, mode: str | None) -> Awaitable[Message]:
+            return self.bot.send_photo(
+                chat_id, photo.png, caption=text, parse_mode=mode, filename=photo.filename, **kw
+            )
+
+        try:
+            return [await self.net(lambda: send(caption, ParseMode.HTML))]
+        except BadRequest as exc:
+            if not is_parse_error(exc):
+                raise
+            log.warning("telegram: HTML caption refused in %s (%s); sending it plain", chat_id, exc)
+            return [await self.net(lambda: send(plain_caption(html_to_plain(caption)), None))]
 
     async def _send_document(
         self, chat_id: int | str, f: Attachment, where: Where
