@@ -36,7 +36,7 @@ class DeliverySettings(BaseModel):
         16, ge=1, le=1024, description="quick commands (/status, /help …) handled at once"
     )
     group_reserve: int = Field(
-        3,
+        2,
         ge=0,
         le=15,
         description="messages of a group's per-minute budget kept for answers to quick "

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import json
 import logging
+from typing import Any
 
 import pytest
 
@@ -10,9 +12,9 @@ from bot.adapters.telegram import Limits
 from bot.adapters.telegram.outbound import Where
 from bot.adapters.telegram.text import html_to_plain
 from bot.core.app import Core
-from tests.fakes.telegram_api import parse_html, utf16
+from tests.fakes.telegram_api import Call, parse_html, utf16
 from tests.telegram.conftest import Launch
-from tests.telegram.handlers import GATE, png
+from tests.telegram.handlers import CROWD, GATE, png
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 FAST = Limits(chat_burst=50)  # these tests send many messages to one chat
@@ -210,3 +212,23 @@ async def test_run_text_photo_reply_and_edit(launch: Launch, core: Core) -> None
         assert bot.calls_of("sendPhoto", chat_id=52)[0].files["photo"].data[:4] == b"\x89PNG"
     finally:
         await kernels.aclose()  # type: ignore[attr-defined]
+
+
+async def test_in_a_group_a_plot_and_its_short_output_are_one_message(
+    launch: Launch, test_core: Core
+) -> None:
+    CROWD.reset()
+    _, bot = await launch()
+    kw: dict[str, Any] = {"chat_id": -1009, "chat_type": "supergroup"}
+    asked = bot.send("/work plot", user_id=77, first_name="Esi", **kw)
+    call: Call = (await bot.wait_sent(1, -1009))[0]
+    assert call.method == "sendPhoto"  # one message of the group's budget, not two
+    assert call.params["parse_mode"] == "HTML" and "out-77" in call.params["caption"]
+    assert call.files["photo"].data == png(16, 12, seed=2)
+    rp = call.params["reply_parameters"]
+    rp = json.loads(rp) if isinstance(rp, str) else rp
+    assert rp["message_id"] == asked["message_id"]
+    # a caption too long for a photo: the text and the photo go separately, nothing cut
+    bot.send("/photo 1", **kw)
+    calls = await bot.wait_sent(3, -1009)
+    assert [c.method for c in calls[1:]] == ["sendMessage", "sendPhoto"]

@@ -116,6 +116,21 @@ class _Steps:
         return sent
 
 
+def one_captioned_photo(rendered: Rendered) -> str | None:
+    """A reply of one short text and one photo-sized image, no files: the text, to send as the
+    photo's caption; otherwise None."""
+    texts = sendable_texts(rendered)
+    if len(texts) != 1 or len(rendered.images) != 1 or rendered.files:
+        return None
+    image = rendered.images[0]
+    if len(image.png) > PHOTO_LIMIT:
+        return None
+    caption = texts[0]
+    if image.caption.strip():
+        caption += "\n\n<i>" + escape(image.caption) + "</i>"
+    return caption if units(html_to_plain(caption)) <= CAPTION_LIMIT else None
+
+
 def captioned(rendered: Rendered, parts: Sequence[Part], tiles: Sequence[Tile]) -> str | None:
     """A combined answer whose text fits a photo's caption and whose plots fit one sheet (no
     files): that text, with the sheet's legend, as one HTML caption; otherwise None."""
@@ -177,6 +192,12 @@ class Outbound:
         rendered = self.renderer.render(reply)
         where = where if where is not None else Where.of(source)
         run = _Steps(steps)
+        caption = one_captioned_photo(rendered) if where.reply_to is not None else None
+        if caption is not None:  # in a group, a plot and its short output: one message
+            image = rendered.images[0]
+            sent = await run.step(partial(self._send_captioned, chat_id, image, caption, where))
+            answer.media_ids.extend(m.message_id for m in sent)
+            return run.cost
         for text in sendable_texts(rendered):
             sent = await run.step(partial(self.send_text, chat_id, text, where))
             answer.text_ids.extend(m.message_id for m in sent)
