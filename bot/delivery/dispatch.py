@@ -29,6 +29,7 @@ from bot.delivery.models import Batch, Lane, Parcel, QueueView, Undeliverable
 from bot.delivery.plan import (
     PROGRESS,
     ChatState,
+    Pacer,
     Send,
     ShowProgress,
     decide,
@@ -41,6 +42,7 @@ from bot.store import Store
 
 log = logging.getLogger("nbhelp.delivery")
 MARK_TRIES = 5
+PACERS_KEPT = 256  # chats whose recent sends are remembered beyond their queue emptying
 
 
 class Stopping(Exception):
@@ -71,6 +73,9 @@ class Dispatcher:
         self.wall = wall
         self.closing = False
         self.chats: dict[str, ChatState] = {}
+        # each chat's record of what it sent, kept while it matters for the budget (a chat's
+        # state goes when its queue empties; its sends still count for the window)
+        self.pacers: dict[str, Pacer] = {}
         self.sent = 0  # sends the platform confirmed (messages, not replies)
         self.combined = 0  # sends that carried more than one answer
         self._wake: dict[str, asyncio.Event] = {}
@@ -149,7 +154,17 @@ class Dispatcher:
         st = self.chats.get(chat_id)
         if st is None:
             budget = self.outlet.budget(chat_id)
-            st = self.chats[chat_id] = ChatState.of(chat_id, budget, self.settings, self.clock())
+            now = self.clock()
+            st = self.chats[chat_id] = ChatState.of(chat_id, budget, self.settings, now)
+            kept = self.pacers.get(chat_id)
+            if st.pacer is not None and kept is not None and kept.budget_key == st.pacer.budget_key:
+                st.pacer = kept
+            if st.pacer is not None:
+                self.pacers[chat_id] = st.pacer
+            if len(self.pacers) > PACERS_KEPT:
+                for key in [k for k, p in self.pacers.items() if p.idle(now)]:
+                    if key not in self.chats:
+                        del self.pacers[key]
         return st
 
     @property

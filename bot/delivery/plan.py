@@ -46,6 +46,15 @@ class Pacer:
         self.sent: deque[float] = deque()  # one stamp per message, oldest first
         self.runs: deque[float] = deque()  # stamps of /run-lane sends (the last ``burst``)
 
+    @property
+    def budget_key(self) -> tuple[int, float, int]:
+        return (self.count, self.period, self.reserve)
+
+    def idle(self, now: float) -> bool:
+        """Nothing it sent counts any more: forgetting it changes no decision."""
+        self._expire(now)
+        return not self.sent and all(t <= now - self.burst * self.gap for t in self.runs)
+
     def _expire(self, now: float) -> None:
         while self.sent and self.sent[0] <= now - self.period:
             self.sent.popleft()

@@ -374,3 +374,36 @@ def test_a_group_progress_line_names_who_is_next() -> None:
     assert progress_text(view, group=True) == "⏳ 5 runs queued · 1 running · next: S1, S2, S3 …"
     mine = QueueView("7", (Waiting(1, "Ama", False, 0.0, "⏳ you are number 3"),))
     assert progress_text(mine, group=False) == "⏳ you are number 3"
+
+
+async def test_a_chat_s_budget_outlives_its_queue_emptying(store: Store) -> None:
+    """A group whose queue empties between answers still counts what it sent in the window:
+    the fourth answer within the minute waits (the clock stands still) until the window moves."""
+    now = [0.0]
+    handlers, outlet = Handlers(), FakeOutlet(budget=ChatBudget(3, 60.0, combine=True))
+    s = DeliverySettings(retry_initial_s=0.01, retry_max_s=0.05, group_reserve=0)
+    desk = Intake(
+        store,
+        s,
+        handle=handlers,
+        lane_of=lane_of,
+        needs_admin=lambda r: False,
+        clock=lambda: now[0],
+    )
+    dispatcher = await desk.open(outlet)
+    for i in range(3):  # one at a time: the chat's queue is empty between them
+        (t,) = await desk.accept([request(f"/echo {i}", f"k{i}")])
+        desk.begin(t)
+        await outlet.until(lambda i=i: len(outlet.sent) == i + 1)
+        await outlet.until(lambda: "c1" not in dispatcher.chats)
+    (t,) = await desk.accept([request("/echo 3", "k3")])
+    desk.begin(t)
+    await outlet.until(lambda: rows(store, "SELECT count(*) FROM delivery_outbox") == [(4,)])
+    await outlet.until(lambda: "c1" in dispatcher.chats and dispatcher.chats["c1"].lanes["quick"])
+    assert len(outlet.sent) == 3  # held: three sent in this minute already
+    assert dispatcher.pacers["c1"].wait(now[0], "quick") == pytest.approx(60.0)
+    now[0] = 60.0
+    dispatcher.poke("c1")
+    await outlet.until(lambda: len(outlet.sent) == 4)
+    assert outlet.texts()[-1] == "answer to /echo 3"
+    await desk.aclose()
