@@ -434,11 +434,13 @@ class Progress:
 
     TOKEN = re.compile(r"s\d+=\d+|k\d+ done")
     HEADER = re.compile(r"<b>(Guest\d+)</b>:")
+    LEGEND = re.compile(r"\b\d+ (Student\d+)\b")
 
     def __init__(self, sent: list[Sent], first_call: int) -> None:
         self.by_token = {s.token: s for s in sent if s.token is not None}
         self.by_id = {s.message_id: s for s in sent}
         self.quick_names = {s.name: s.who for s in sent if s.token is None and s.name}
+        self.student_names = {s.name: s.who for s in sent if s.token is not None and s.name}
         self.texts: set[str] = set()
         self.images: set[str] = set()
         self.quick: set[str] = set()
@@ -451,6 +453,12 @@ class Progress:
             for token in self.TOKEN.findall(text):
                 if token in self.by_token:
                     self.texts.add(self.by_token[token].who)
+                    if has_image(c):  # a plot captioned with its answer (alone or a sheet)
+                        self.images.add(self.by_token[token].who)
+            if has_image(c):  # a contact sheet's legend: "1 Student4 · 2 Student9"
+                for name in self.LEGEND.findall(text):
+                    if name in self.student_names:
+                        self.images.add(self.student_names[name])
         for text in texts_of(c):
             for name in self.HEADER.findall(text):
                 if name in self.quick_names:
