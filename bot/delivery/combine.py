@@ -24,7 +24,7 @@ from bot.core.models import Block, Reply, Tone, bold, para
 
 TILE_W, TILE_H = 640, 480
 LABEL_H = 34
-MAX_TILES = 12  # per sheet; more make a second sheet
+MAX_TILES = 20  # per sheet (4 x 5 tiles); more make a second sheet
 MAX_COLUMNS = 4
 
 

@@ -43,7 +43,7 @@ class DeliverySettings(BaseModel):
         "commands and alerts (not spent on /run answers and progress)",
     )
     combine_max: int = Field(
-        10,
+        20,
         ge=1,
         le=50,
         description="answers combined into one message when a busy chat's backlog exceeds its "

@@ -42,7 +42,15 @@ from bot.adapters.telegram.text import (
 from bot.core.models import Attachment, Image, Rendered, Reply
 from bot.core.render import TelegramRenderer, units
 from bot.core.render.telegram import escape
-from bot.delivery.combine import Part, Tile, combined_text, contact_sheet, legend, tiles_of
+from bot.delivery.combine import (
+    MAX_TILES,
+    Part,
+    Tile,
+    combined_text,
+    contact_sheet,
+    legend,
+    tiles_of,
+)
 from bot.retry import Backoff
 
 log = logging.getLogger("nbhelp.telegram")
@@ -51,7 +59,7 @@ T = TypeVar("T")
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)
 ACTION_EVERY_S = 4.5  # a chat action shows for about 5 s
 ALBUM_MAX = 10
-SHEET_TILES = 12  # plots on one contact sheet of a combined answer
+SHEET_TILES = MAX_TILES  # plots on one contact sheet of a combined answer
 NET_RETRY_INITIAL_S = 0.5  # first wait after a network error, doubled for each further one
 NET_RETRY_MAX_S = 4.0
 
