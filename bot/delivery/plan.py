@@ -80,13 +80,6 @@ class Pacer:
         wait = self._room_in(now, self._cap(lane))
         if lane == "run" and len(self.runs) >= self.burst:
             wait = max(wait, self.runs[-self.burst] + self.burst * self.gap - now)
-        if lane == "run" and self.runs and self.sent:
-            # past a quiet chat's first few, what is left of the /run share is spread until
-            # the window's oldest send expires: the last answers of a long burst find a slot
-            left = self._cap(lane) - len(self.sent)
-            if left >= 1 and len(self.sent) >= self.burst:
-                spread_at = (self.runs[-1] * left + self.sent[0] + self.period) / (left + 1)
-                wait = max(wait, spread_at - now)
         return max(0.0, wait)
 
     def available(self, now: float, lane: Lane | str) -> int:

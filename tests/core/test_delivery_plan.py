@@ -266,19 +266,3 @@ def test_nothing_new_while_closing() -> None:
     st = ChatState.of("c", PRIVATE, S, 0.0)
     assert decide(st, waiting(3), 100.0, S, closing=True) == Wait(None)
     assert math.isinf(-st.progress_at)
-
-
-def test_a_long_burst_spreads_the_rest_of_the_budget_instead_of_running_dry() -> None:
-    """Answers ready over 28 s while ten quick answers take half the minute's budget: the
-    /run share is spread so the last answers still go within the minute, not after it."""
-    sim = Sim(GROUP)
-    runs = [parcel("run", i) for i in range(50)]
-    for i, p in enumerate(runs):
-        sim.arrive(i * 28.0 / 50, p)
-    for i in range(10):
-        sim.arrive(0.5 + i, parcel("quick", 100 + i))
-    sim.run()
-    assert max(sim.when_sent(p) for p in runs) <= 35.0
-    times = [t for t, _, _ in sim.sends]
-    assert most_in_window(times, 60.0) <= 20
-    assert max(len(b) for _, _, b in sim.sends) <= S.combine_max
