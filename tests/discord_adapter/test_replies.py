@@ -100,13 +100,14 @@ async def test_deferred_reply_with_image_and_file_attachments(bot, fake: FakeDis
 
 async def test_files_over_the_interaction_limit_are_left_out(make_bot: MakeBot) -> None:
     async with FakeDiscord(filesize_limit=4000) as small:
-        await make_bot(on=small)
+        adapter = await make_bot(on=small)
         ix = await small.slash("files", {"size": 5000})
         await replies(small, ix)
         (msg,) = ix.messages
         assert [name for name, _ in msg.files] == ["data.csv"]  # 5000 B > 4000 B limit
         assert "Left out: big\\_plot.png" in msg.content
         assert not ix.rejected  # never a 413
+        await adapter.stop()  # while its server is still there (stopping again is a no-op)
 
 
 async def test_output_with_mass_and_role_mentions_pings_nobody(bot, fake: FakeDiscord) -> None:
@@ -181,13 +182,14 @@ async def test_the_fake_refuses_a_late_acknowledgement(make_bot: MakeBot) -> Non
     """The 3 s rule is real: with a 0 s window the fake answers 10062 and the adapter falls
     back to posting in the channel."""
     async with FakeDiscord(ack_window=0.0) as strict:
-        await make_bot(on=strict)
+        adapter = await make_bot(on=strict)
         ix = await strict.slash("help")
         ix.expect_ack = False
         await strict.wait_for(lambda: strict.channel_messages.get(int(ix.payload["channel_id"])))
         assert ix.late() and not ix.callbacks
         (posted,) = strict.channel_messages[int(ix.payload["channel_id"])]
         assert "/status" in posted.content
+        await adapter.stop()  # while its server is still there
 
 
 async def test_embed_replies_stay_within_embed_limits(bot, fake: FakeDiscord, core) -> None:

@@ -11,7 +11,6 @@ gateway is closed with 1000 (session over).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import Awaitable, Callable
 from typing import Any
@@ -30,6 +29,7 @@ from bot.core.contract import AdapterRefused
 from bot.settings import DiscordSettings
 
 log = logging.getLogger("nbhelp.discord")
+CLOSE_TIMEOUT_S = 10.0  # each step of closing the gateway connection
 
 
 def point_library_at(settings: DiscordSettings) -> None:
@@ -161,8 +161,15 @@ class Gateway:
             # stop reading first: discord.py then closes the gateway with 1000 (session over)
             # instead of its reconnect code 4000 from a read loop interrupted by the close
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            done, _ = await asyncio.wait({self._task}, timeout=CLOSE_TIMEOUT_S)
+            if not done:
+                log.warning(
+                    "discord: the gateway reader did not stop within %.0f s", CLOSE_TIMEOUT_S
+                )
         if self.client is not None:
-            await self.client.close()
+            try:
+                async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                    await self.client.close()
+            except TimeoutError:  # a peer that vanished mid-close: shutdown stays bounded
+                log.warning("discord: closing the connection took over %.0f s", CLOSE_TIMEOUT_S)
         self.ready.clear()
