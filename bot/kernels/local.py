@@ -37,6 +37,7 @@ from bot.kernels.process import (
     LocalKernel,
     drain_stderr,
     read_child_pid,
+    reap_left,
     spawn,
     wait_exited,
     wait_for_sockets,
@@ -249,6 +250,7 @@ class LocalBackend(KernelBackend):
         for kernel in list(self._kernels):
             await self._kill(kernel)
         await asyncio.gather(*self._guards, return_exceptions=True)  # each ends with its kernel
+        await reap_left()  # sandboxes whose start outlived the caller that wanted them
         if self.fence is not None and self.fence.cgroups is not None:
             await self.fence.cgroups.aclose()
         if self._own_run_dir and self._run_dir is not None:

@@ -8,6 +8,7 @@ import json
 import os
 import signal
 from pathlib import Path
+from typing import Any
 
 from bot.kernels.backend import KernelHandle
 from bot.kernels.jupyter import FLOOD, IPC_PORTS, JupyterConnection
@@ -47,8 +48,33 @@ async def spawn(
     try:
         return await asyncio.shield(task)
     except asyncio.CancelledError:
+        _left.add(task)
         task.add_done_callback(_kill_spawned)
         raise
+
+
+# Spawns whose caller left, and the reaping of what they made: awaited by ``reap_left`` at
+# shutdown, so no subprocess transport outlives the event loop (its finaliser would then
+# print "Event loop is closed" on the way out).
+_left: set[asyncio.Future[Any]] = set()
+
+
+async def reap_left(timeout_s: float = 10.0) -> None:
+    """Wait (bounded) until every process spawned for a caller that left is killed and reaped."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout_s
+    while _left and (left := deadline - loop.time()) > 0:
+        await asyncio.wait(set(_left), timeout=left)
+        for fut in [f for f in _left if f.done()]:
+            _left.discard(fut)
+
+
+async def _reap(proc: asyncio.subprocess.Process) -> None:
+    with contextlib.suppress(Exception):
+        await asyncio.wait_for(proc.wait(), 10)
+        for stream in (proc.stdout, proc.stderr):
+            if stream is not None:
+                await asyncio.wait_for(stream.read(), 5)
 
 
 def _close_all(fds: tuple[int, ...]) -> None:
@@ -63,6 +89,7 @@ def _kill_spawned(task: asyncio.Task[asyncio.subprocess.Process]) -> None:
     proc = task.result()
     with contextlib.suppress(ProcessLookupError, PermissionError):
         os.killpg(proc.pid, signal.SIGKILL)
+    _left.add(asyncio.ensure_future(_reap(proc)))
 
 
 class LocalKernel(KernelHandle):
