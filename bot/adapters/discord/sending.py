@@ -67,56 +67,6 @@ async def notice(interaction: discord.Interaction, text: str) -> None:
         log.warning("could not answer Discord interaction %s: %s", interaction.id, exc)
 
 
-async def send_reply(
-    interaction: discord.Interaction,
-    reply: Reply,
-    *,
-    view: discord.ui.View | None,
-    ephemeral: bool,
-) -> None:
-    """Send a whole reply as the response and follow-ups; ``view`` on the last message."""
-    limit = getattr(interaction, "filesize_limit", None) or DEFAULT_FILESIZE_LIMIT
-    outs = build(reply, limit)
-    for i, out in enumerate(outs):
-        kwargs = out.kwargs()
-        if view is not None and i == len(outs) - 1:
-            kwargs["view"] = view
-        try:
-            if not interaction.response.is_done():
-                await interaction.response.send_message(**kwargs, ephemeral=ephemeral)
-            else:
-                await interaction.followup.send(**kwargs, ephemeral=ephemeral, wait=True)
-        except discord.NotFound:
-            # the interaction token is gone (missed window or > 15 min): post in the channel
-            log.warning("Discord interaction %s expired; answering in the channel", interaction.id)
-            await to_channel(interaction, outs[i:])
-            return
-        except discord.HTTPException as exc:
-            error_id = new_error_id()
-            log.error(
-                "error %s: Discord refused a reply to %s: %s %s",
-                error_id,
-                interaction.id,
-                exc.status,
-                exc.text,
-            )
-            await notice(interaction, f"Sorry, Discord refused my reply (error {error_id}).")
-            return
-
-
-async def to_channel(interaction: discord.Interaction, outs: list[Outgoing]) -> None:
-    """Post messages in the interaction's channel (its token no longer works)."""
-    if interaction.channel_id is None:
-        return
-    client: discord.Client = interaction.client
-    channel = client.get_partial_messageable(interaction.channel_id)
-    try:
-        for out in outs:
-            await channel.send(**out.kwargs())
-    except discord.HTTPException as exc:
-        log.warning("could not post in channel %s either: %s", interaction.channel_id, exc)
-
-
 # -- delivery from the outbox (bot.delivery.dispatch drives these) -----------------------------
 
 TOKEN_TTL_S = 15 * 60  # an interaction token takes follow-ups this long after the interaction
